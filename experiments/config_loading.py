@@ -1,0 +1,117 @@
+"""Structured configs: dataclass schema <- YAML files <- `key=value` overrides, validated at start-up.
+
+Every error a user can cause (unknown key, wrong type, missing required value, a value a component
+rejects) is raised as `ConfigError` naming the full dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration the user wrote cannot be used; the message names the key and the source."""
+
+
+def _valid_keys(schema: DictConfig, dotted: str) -> list[str]:
+    """The keys the schema allows at the level of `dotted` (its parent node)."""
+    parent = dotted.rsplit(".", 1)[0] if "." in dotted else ""
+    node = OmegaConf.select(schema, parent) if parent else schema
+    return sorted(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _explain(err: OmegaConfBaseException, schema: DictConfig, source: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or "?"
+    if isinstance(err, ConfigKeyError):
+        valid = ", ".join(_valid_keys(schema, key))
+        return ConfigError(f"{source}: unknown config key '{key}'; valid keys at that level: [{valid}]")
+    if isinstance(err, ValidationError):
+        detail = str(err).splitlines()[0]
+        return ConfigError(f"{source}: bad value for config key '{key}': {detail}")
+    return ConfigError(f"{source}: config key '{key}': {str(err).splitlines()[0]}")
+
+
+def _merge(base: DictConfig, other: DictConfig, schema: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as err:
+        raise _explain(err, schema, source) from None
+
+
+def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> T:
+    """Build a validated `schema` instance from YAML `files` (merged in order) and `key=value` overrides.
+
+    A YAML file may name others to merge first under the top-level key `defaults` (a list of paths
+    relative to that file). Returns the dataclass instance with every component's own validation
+    (`__post_init__`) already run.
+    """
+    structured = OmegaConf.structured(schema)
+    cfg = structured
+    for path in files:
+        for layer_path, layer in _read_with_defaults(Path(path)):
+            cfg = _merge(cfg, layer, structured, str(layer_path))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: override '{item}' is not of the form key=value")
+    if overrides:
+        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), structured, "command line")
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"required config value(s) missing: {', '.join(missing)} (set them in YAML or as key=value)")
+    return _to_object(cfg)
+
+
+def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The YAML file at `path` preceded by the files its `defaults:` list names, recursively."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path in seen:
+        raise ConfigError(f"{path}: circular 'defaults' chain: {' -> '.join(map(str, seen + (path,)))}")
+    try:
+        node = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and friends: say which file
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    layers: list[tuple[Path, DictConfig]] = []
+    defaults = node.pop("defaults", None) or []
+    for rel in defaults:
+        layers += _read_with_defaults(path.parent / str(rel), seen + (path,))
+    layers.append((path, node))
+    return layers
+
+
+def _to_object(cfg: DictConfig) -> Any:
+    """Instantiate dataclasses section by section so a component's ValueError names its section."""
+    try:
+        return OmegaConf.to_object(cfg)
+    except (ValueError, TypeError) as err:
+        section = _failing_section(cfg)
+        where = f"config section '{section}'" if section else "config"
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _failing_section(cfg: DictConfig) -> str | None:
+    for key in cfg.keys():
+        node = cfg[key]
+        if isinstance(node, DictConfig):
+            try:
+                OmegaConf.to_object(node)
+            except (ValueError, TypeError):
+                return str(key)
+    return None
+
+
+def to_yaml(obj: Any) -> str:
+    """Resolved YAML text of a config dataclass instance (what a run folder's config.yaml holds)."""
+    if dataclasses.is_dataclass(obj):
+        return OmegaConf.to_yaml(OmegaConf.structured(obj))
+    return OmegaConf.to_yaml(OmegaConf.create(obj))

@@ -1,0 +1,65 @@
+"""Config loading: unknown keys, wrong types and missing values fail with the dotted path."""
+
+from dataclasses import dataclass, field
+
+import pytest
+from omegaconf import MISSING
+
+from experiments.config_loading import ConfigError, load_config
+
+
+@dataclass
+class Inner:
+    rate: float = 1e-4
+    """A documented float."""
+    mode: str = "log"
+
+    def __post_init__(self):
+        if self.mode not in ("log", "direct"):
+            raise ValueError(f"mode must be one of ['log', 'direct'], got '{self.mode}'")
+
+
+@dataclass
+class Outer:
+    name: str = MISSING
+    inner: Inner = field(default_factory=Inner)
+    steps: int = 10
+
+
+def test_yaml_then_overrides_in_order(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("name: a\ninner:\n  rate: 0.5\nsteps: 3\n")
+    top = tmp_path / "top.yaml"
+    top.write_text("defaults: [base.yaml]\nsteps: 4\n")
+    cfg = load_config(Outer, [top], ["inner.mode=direct"])
+    assert (cfg.name, cfg.inner.rate, cfg.inner.mode, cfg.steps) == ("a", 0.5, "direct", 4)
+    assert isinstance(cfg.inner, Inner)
+
+
+def test_unknown_key_names_dotted_path_and_valid_keys():
+    with pytest.raises(ConfigError, match=r"'inner\.rat'.*\[mode, rate\]"):
+        load_config(Outer, [], ["name=x", "inner.rat=3"])
+
+
+def test_wrong_type_names_dotted_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ninner:\n  rate: fast\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'inner\.rate'"):
+        load_config(Outer, [bad])
+
+
+def test_missing_required_value():
+    with pytest.raises(ConfigError, match="missing: name"):
+        load_config(Outer)
+
+
+def test_component_validation_names_section():
+    with pytest.raises(ConfigError, match=r"section 'inner'.*mode must be one of"):
+        load_config(Outer, [], ["name=x", "inner.mode=cubic"])
+
+
+def test_missing_file_and_bad_override(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Outer, [tmp_path / "nope.yaml"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Outer, [], ["name"])
