@@ -1,0 +1,12 @@
+"""Training objectives of the FE2E study (SPEC section 3): flow matching, consistent velocity
+(+ fixed start), joint estimation and the dispersive loss."""
+
+from lightning_modules.objectives.config import KINDS, SIGMA_SAMPLINGS, ObjectiveConfig
+from lightning_modules.objectives.dispersive import dispersive_loss
+from lightning_modules.objectives.flow import Objective, build_objective, masked_mse
+from lightning_modules.objectives.sampling import inference_sigmas, sample_sigma, shift_sigma
+
+__all__ = [
+    "KINDS", "SIGMA_SAMPLINGS", "ObjectiveConfig", "Objective", "build_objective", "dispersive_loss",
+    "masked_mse", "inference_sigmas", "sample_sigma", "shift_sigma",
+]

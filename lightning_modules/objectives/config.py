@@ -1,0 +1,69 @@
+"""ObjectiveConfig: the training-objective ablation axes of SPEC section 3."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("direct_adapt", "consistent_velocity")
+SIGMA_SAMPLINGS = ("uniform", "logit_normal", "shifted")
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which flow-matching objective trains the DiT, and its auxiliary terms."""
+
+    kind: str = "consistent_velocity"
+    """'direct_adapt' (the editor's own loss: random sigma, Euler over `num_inference_steps`) or
+    'consistent_velocity' (CV: sigma fixed to 1, one Euler step)."""
+    fixed_start: bool = True
+    """FS: start from zeros instead of noise (input target = 0, target velocity = -z_D, inference
+    z_D = -f). Requires kind 'consistent_velocity'. CV + FS is FE2E."""
+    joint_estimation: bool = False
+    """JE: supervise the image-token outputs with the normal latent (+z_N, no sign flip). Needs a
+    backbone with image tokens (sequence concatenation)."""
+    sigma_sampling: str = "uniform"
+    """How direct_adapt draws sigma per sample: 'uniform' U(0,1), 'logit_normal'
+    sigmoid(N(logit_mean, logit_std)), or 'shifted' s ~ U(0,1) then shift*s / (1 + (shift-1)*s).
+    Ignored by consistent_velocity (sigma = 1)."""
+    shift: float = 3.1582
+    """Schedule shift of 'shifted' (exp(1.15), Step1X-Edit's value at 1024x1024)."""
+    logit_mean: float = 0.0
+    """Mean of the normal variable of 'logit_normal'."""
+    logit_std: float = 1.0
+    """Standard deviation of the normal variable of 'logit_normal'."""
+    num_inference_steps: int = 28
+    """Euler steps of direct_adapt inference (sigmas linspace(1, 0, N+1)); CV always takes one."""
+    inference_shift: float = 1.0
+    """Shift applied to the direct_adapt inference sigmas (1 = plain linspace, as specified;
+    Step1X-Edit's own sampler uses 3.1582 at 1024x1024)."""
+    dispersive_weight: float = 0.5
+    """lambda of the dispersive loss (DL); 0 turns it off. Total = L_fm + lambda * L_disp."""
+    dispersive_block: str = "single.9"
+    """Backbone block (a name from `block_names()`) whose output the dispersive loss spreads."""
+    dispersive_tau: float = 1.0
+    """Temperature tau of the dispersive loss (> 0)."""
+    latent_mask: bool = False
+    """Marigold-style loss mask: average the MSE only over latent cells whose 8x8 pixels are all
+    valid (the complement of the 8x8-max-pooled invalid mask, given as latents['latent_valid']).
+    FE2E does not mask (default)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"objective.kind: expected one of {KINDS}, got {self.kind!r}")
+        if self.sigma_sampling not in SIGMA_SAMPLINGS:
+            raise ValueError(f"objective.sigma_sampling: expected one of {SIGMA_SAMPLINGS}, "
+                             f"got {self.sigma_sampling!r}")
+        if self.fixed_start and self.kind != "consistent_velocity":
+            raise ValueError("objective.fixed_start=True requires objective.kind='consistent_velocity' "
+                             f"(got kind={self.kind!r})")
+        if int(self.num_inference_steps) < 1:
+            raise ValueError(f"objective.num_inference_steps: expected >= 1, got {self.num_inference_steps}")
+        if self.shift <= 0 or self.inference_shift <= 0:
+            raise ValueError(f"objective.shift / objective.inference_shift: expected > 0, "
+                             f"got {self.shift} / {self.inference_shift}")
+        if self.logit_std <= 0:
+            raise ValueError(f"objective.logit_std: expected > 0, got {self.logit_std}")
+        if self.dispersive_weight < 0:
+            raise ValueError(f"objective.dispersive_weight: expected >= 0, got {self.dispersive_weight}")
+        if self.dispersive_tau <= 0:
+            raise ValueError(f"objective.dispersive_tau: expected > 0, got {self.dispersive_tau}")
