@@ -1,0 +1,195 @@
+"""TensorBoard event files -> pandas -> convergence plots (the editor-vs-generator loss figure).
+
+Reads what training already logged (no re-running): scalars such as `train/loss`, `train/lr`,
+`val/{dataset}/abs_rel` and Lightning's `epoch` scalar (the current epoch, logged with every
+logged step). Plots are written with matplotlib's Agg backend at exactly figsize * dpi pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator  # noqa: E402
+
+from analysis.tables import describe_run  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["run", "tag", "step", "wall_time", "value"]
+
+
+def _event_dirs(run_dir: Path) -> list[Path]:
+    """Folders at or below run_dir holding event files (Lightning may add a version_N level)."""
+    return sorted({p.parent for p in run_dir.rglob("events.out.tfevents.*")})
+
+
+def load_scalars(run_dirs: Iterable[str | Path] | Mapping[str, str | Path],
+                 tags: Sequence[str] | None = None) -> pd.DataFrame:
+    """All scalar events of the given runs as a long DataFrame with columns run, tag, step, wall_time, value.
+
+    run_dirs: run folders (the run label is the folder name) or {label: folder}. Every event file at
+    or below a folder is read. tags=None reads every scalar tag; a requested tag a run lacks is
+    logged as a warning. Where a step appears more than once for a run and tag (a resumed run), the
+    latest by wall_time is kept and the number dropped is logged. Sorted by run, tag, step.
+    """
+    items = run_dirs.items() if isinstance(run_dirs, Mapping) else ((Path(d).name, d) for d in run_dirs)
+    frames = []
+    for label, run_dir in items:
+        run_dir = Path(run_dir)
+        dirs = _event_dirs(run_dir)
+        if not dirs:
+            raise FileNotFoundError(f"{run_dir}: no TensorBoard event files (events.out.tfevents.*) found")
+        found = set()
+        for d in dirs:
+            acc = EventAccumulator(str(d), size_guidance={SCALARS: 0})  # 0 = keep every event
+            acc.Reload()
+            for tag in acc.Tags()[SCALARS]:
+                if tags is not None and tag not in tags:
+                    continue
+                found.add(tag)
+                events = acc.Scalars(tag)
+                frames.append(pd.DataFrame({
+                    "run": label, "tag": tag,
+                    "step": np.array([e.step for e in events], dtype=np.int64),
+                    "wall_time": np.array([e.wall_time for e in events], dtype=np.float64),
+                    "value": np.array([e.value for e in events], dtype=np.float64),
+                }))
+        for tag in sorted(set(tags or ()) - found):
+            logger.warning("%s: tag '%s' was not logged", run_dir, tag)
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.concat(frames, ignore_index=True).sort_values(["run", "tag", "step", "wall_time"], kind="stable")
+    n = len(df)
+    df = df.drop_duplicates(["run", "tag", "step"], keep="last").reset_index(drop=True)
+    if len(df) < n:
+        logger.warning("load_scalars: dropped %d repeated (run, tag, step) events, kept the latest", n - len(df))
+    return df[COLUMNS]
+
+
+def smooth(series, alpha: float):
+    """TensorBoard's debiased exponential moving average with smoothing weight `alpha` in [0, 1).
+
+    State formula: s_0 = 0, s_t = alpha * s_{t-1} + (1 - alpha) * x_t, output s_t / (1 - alpha**t)
+    (t = 1, 2, ...), so the first output equals x_1 and alpha = 0 returns the input. Returns the same
+    kind (pandas Series with its index, or a NumPy array).
+    """
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"smooth: alpha must be in [0, 1), got {alpha}")
+    x = np.asarray(series, dtype=np.float64)
+    out = np.empty_like(x)
+    state, weight = 0.0, 0.0
+    for i, v in enumerate(x):
+        state = alpha * state + (1.0 - alpha) * v
+        weight = alpha * weight + (1.0 - alpha)  # = 1 - alpha**t
+        out[i] = state / weight
+    return pd.Series(out, index=series.index, name=series.name) if isinstance(series, pd.Series) else out
+
+
+def steps_to_epochs(steps, epoch_df: pd.DataFrame | None = None, steps_per_epoch: float | None = None) -> np.ndarray:
+    """Fractional epoch of each global step.
+
+    With steps_per_epoch: step / steps_per_epoch. Otherwise from the run's logged `epoch` scalar
+    (columns step, value): epoch e starts at the first step logged with value e; steps in between
+    are interpolated linearly, steps past the last start extrapolate with the last epoch's length
+    (or, if only one epoch was logged, that epoch is taken to end at its last logged step + 1).
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    if steps_per_epoch is not None:
+        return steps / float(steps_per_epoch)
+    if epoch_df is None or epoch_df.empty:
+        raise ValueError("steps_to_epochs: no 'epoch' scalar logged for this run; pass steps_per_epoch")
+    starts = epoch_df.groupby(epoch_df["value"].round().astype(int))["step"].min().sort_index()
+    ep, st = starts.index.to_numpy(dtype=np.float64), starts.to_numpy(dtype=np.float64)
+    if len(ep) == 1:
+        length = float(epoch_df["step"].max() - st[0] + 1)
+    else:
+        length = float(st[-1] - st[-2]) / float(ep[-1] - ep[-2])
+    out = np.interp(steps, st, ep)
+    past = steps > st[-1]
+    out[past] = ep[-1] + (steps[past] - st[-1]) / length
+    before = steps < st[0]
+    out[before] = ep[0] + (steps[before] - st[0]) / length
+    return out
+
+
+def _series(df, run, tag, x, steps_per_epoch):
+    part = df[(df["run"] == run) & (df["tag"] == tag)].sort_values("step")
+    if x == "step":
+        return part["step"].to_numpy(dtype=np.float64), part["value"].to_numpy()
+    epochs = df[(df["run"] == run) & (df["tag"] == "epoch")]
+    return steps_to_epochs(part["step"], epochs, steps_per_epoch), part["value"].to_numpy()
+
+
+def plot_loss_curves(df: pd.DataFrame, out_png: str | Path, tag: str = "train/loss", x: str = "epoch",
+                     inset_epochs: float | None = 2, labels: Mapping[str, str] | None = None,
+                     title: str | None = None, footnote: str | None = None, smoothing: float = 0.0,
+                     steps_per_epoch: float | None = None, runs: Sequence[str] | None = None,
+                     figsize: tuple[float, float] = (8.0, 5.0), dpi: int = 120) -> Path:
+    """One line per run of `tag` over epochs (or steps), with an inset zoom on the first epochs.
+
+    df: `load_scalars` output (must hold the `epoch` tag when x="epoch" and no steps_per_epoch).
+    inset_epochs: x range [0, inset_epochs] of the inset (None: no inset); in steps when x="step".
+    labels: {run: legend label}. footnote: what the runs ran on (backbone, data, steps), printed
+    under the axes. smoothing: `smooth` alpha applied to the plotted lines (0 = raw).
+    Writes a PNG of exactly figsize * dpi pixels and returns its path.
+    """
+    if x not in ("epoch", "step"):
+        raise ValueError(f"plot_loss_curves: x must be 'epoch' or 'step', got {x!r}")
+    runs = list(runs) if runs is not None else sorted(df.loc[df["tag"] == tag, "run"].unique())
+    if not runs:
+        raise ValueError(f"plot_loss_curves: no run logged tag '{tag}'")
+    labels = dict(labels or {})
+    fig, ax = plt.subplots(figsize=figsize, dpi=dpi)
+    curves = []
+    for i, run in enumerate(runs):
+        xs, ys = _series(df, run, tag, x, steps_per_epoch)
+        if len(xs) == 0:
+            logger.warning("plot_loss_curves: run '%s' has no '%s' values, not drawn", run, tag)
+            continue
+        ys = smooth(ys, smoothing) if smoothing else ys
+        color = f"C{i}"
+        ax.plot(xs, ys, color=color, lw=1.2, label=labels.get(run, run))
+        curves.append((xs, ys, color))
+    ax.set_xlabel("epoch" if x == "epoch" else "step")
+    ax.set_ylabel(tag)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    if title:
+        ax.set_title(title)
+    if inset_epochs is not None and curves:
+        inset = ax.inset_axes([0.52, 0.45, 0.45, 0.45])
+        lo, hi = np.inf, -np.inf
+        for xs, ys, color in curves:
+            keep = xs <= inset_epochs
+            inset.plot(xs[keep], ys[keep], color=color, lw=1.0)
+            if keep.any():
+                lo, hi = min(lo, np.nanmin(ys[keep])), max(hi, np.nanmax(ys[keep]))
+        x0 = min(float(np.min(xs)) for xs, _, _ in curves)
+        inset.set_xlim(x0, inset_epochs)
+        if np.isfinite(lo) and hi > lo:
+            pad = 0.05 * (hi - lo)
+            inset.set_ylim(lo - pad, hi + pad)
+        inset.set_title(f"first {inset_epochs:g} {'epochs' if x == 'epoch' else 'steps'}", fontsize=8)
+        inset.tick_params(labelsize=7)
+        inset.grid(alpha=0.3)
+    if footnote:
+        fig.text(0.01, 0.01, footnote, fontsize=7, ha="left", va="bottom", wrap=True)
+        fig.subplots_adjust(bottom=0.2)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=dpi)  # no bbox_inches="tight": the size stays figsize * dpi
+    plt.close(fig)
+    return out_png
+
+
+def run_footnote(metas: Mapping[str, Mapping]) -> str:
+    """'label: backbone=..., data=..., steps=...' for each run, from metrics.json meta dicts."""
+    return "; ".join(f"{label}: {describe_run(m)}" for label, m in metas.items())
