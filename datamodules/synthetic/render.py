@@ -1,8 +1,9 @@
 """Procedural scenes rendered by exact analytic ray casting (vectorised NumPy).
 
 Two scene kinds:
-- "room": an indoor room (floor, ceiling, four walls, boxes, spheres) with an opening in the far
-  wall that looks into the void, so some pixels have no geometry. Depths ~0.5-10 m.
+- "room": an indoor room (floor, ceiling, four walls, boxes, spheres); about a quarter of the rooms
+  have an opening in the far wall that looks into the void, so some pixels have no geometry.
+  Depths ~0.5-10 m.
 - "road": a street (ground plane, building facades on both sides, boxed cars) under an empty sky
   (no geometry). Depths up to ~80 m.
 
@@ -158,9 +159,11 @@ def _room(rng: np.random.Generator):
     x0, x1, z0, z1 = -w / 2, w / 2, -l, 0.0
     s.quad(1, 0.0, (x0, z0), (x1, z1), 0)  # floor
     s.quad(1, h, (x0, z0), (x1, z1), 1)  # ceiling
-    # far wall (z = z0) with an opening to the void
+    # far wall (z = z0), in about a quarter of the rooms with an opening to the void
     ox0 = rng.uniform(x0 + 0.3, x1 - 1.8)
     ox1, oy0, oy1 = ox0 + rng.uniform(1.0, 1.5), rng.uniform(0.6, 1.0), rng.uniform(1.8, 2.3)
+    if rng.random() > 0.25:
+        ox1 = ox0  # no opening
     s.quad(2, z0, (x0, 0), (ox0, h), 2)
     s.quad(2, z0, (ox1, 0), (x1, h), 2)
     s.quad(2, z0, (ox0, 0), (ox1, oy0), 2)
