@@ -18,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from lightning_modules.metrics.protocol import DepthProtocol
 
 from .io import (
     BadSampleError,
+    ListedBenchmark,
     TarMembers,
     decode_image,
     decode_npy,
-    keep_good,
     rgb_to_unit,
 )
 from .layouts import DEPTH_LAYOUTS, layout_for, scale_intrinsics
@@ -71,7 +70,7 @@ def read_filename_list(path: Path) -> list[list[str]]:
     return [line.split() for line in path.read_text().splitlines() if line.strip()]
 
 
-class DepthBenchmark(Dataset):
+class DepthBenchmark(ListedBenchmark):
     """One Marigold-packaged depth benchmark; items follow the sample dict of `datamodules`.
 
     name: protocol/layout name ('nyuv2', 'kitti', 'eth3d', 'scannet', 'diode').
@@ -111,22 +110,12 @@ class DepthBenchmark(Dataset):
             logger.info("%s: %d samples, the released benchmark has %d", name, len(entries), protocol.num_images)
         if not self.layout.K_known:
             logger.info("%s: the archive carries no calibration; intrinsics are nominal", name)
-        self.skipped: list[str] = []
         if on_bad_sample == "raise":
             for cols in entries:  # fail early on a listed member the archive lacks
                 for member in cols[: min_cols if self.layout.extra_column == "mask" else 2]:
                     if member not in self.tar:
                         raise BadSampleError(f"{self._where(member)}: listed in {list_path} but not in the archive")
-        self.entries = entries
-        if on_bad_sample == "skip":
-            self.entries, self.skipped = keep_good(entries, self._load, name, logger)
-        self.num_skipped = len(self.skipped)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> dict:
-        return self._load(self.entries[index])
+        self._select(entries, on_bad_sample, logger)
 
     def _where(self, member: str) -> str:
         return f"{self.tar.path}:./{member}"

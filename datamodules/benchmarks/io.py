@@ -8,12 +8,14 @@ pickled into DataLoader workers (each worker opens its own handle).
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torch.utils.data import Dataset
 
 
 class BadSampleError(ValueError):
@@ -93,17 +95,37 @@ def rgb_to_unit(rgb: np.ndarray, where: str) -> np.ndarray:
     return (rgb.astype(np.float32) / 255.0 * 2.0 - 1.0).transpose(2, 0, 1).copy()
 
 
-def keep_good(entries: list, load, dataset: str, logger) -> tuple[list, list[str]]:
-    """Decode every entry once with `load`; returns (the entries that decode, the error messages of
-    those that do not). Each bad one is logged as a warning, and the total once."""
-    kept, skipped = [], []
-    for entry in entries:
-        try:
-            load(entry)
-            kept.append(entry)
-        except BadSampleError as err:
-            logger.warning("%s: skipping sample: %s", dataset, err)
-            skipped.append(str(err))
-    if skipped:
-        logger.warning("%s: skipped %d bad samples of %d", dataset, len(skipped), len(entries))
-    return kept, skipped
+class ListedBenchmark(Dataset):
+    """A dataset over listed entries, each decoded by `self._load(entry) -> sample dict`.
+
+    `_select(entries, on_bad_sample)`: under 'raise' keeps every entry (a bad one raises
+    BadSampleError when read); under 'skip' decodes each once, keeps those that decode, logs each
+    bad one and the total, and records them in `skipped` / `num_skipped`.
+    """
+
+    name: str
+    entries: list
+
+    def _load(self, entry) -> dict:
+        raise NotImplementedError
+
+    def _select(self, entries: list, on_bad_sample: str, logger: logging.Logger) -> None:
+        self.entries, self.skipped = entries, []
+        if on_bad_sample == "skip":
+            self.entries = []
+            for entry in entries:
+                try:
+                    self._load(entry)
+                    self.entries.append(entry)
+                except BadSampleError as err:
+                    logger.warning("%s: skipping sample: %s", self.name, err)
+                    self.skipped.append(str(err))
+            if self.skipped:
+                logger.warning("%s: skipped %d bad samples of %d", self.name, len(self.skipped), len(entries))
+        self.num_skipped = len(self.skipped)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict:
+        return self._load(self.entries[index])

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from lightning_modules.metrics.protocol import NormalProtocol
 
 from .exr import read_exr
-from .io import BadSampleError, decode_image, decode_npy, keep_good, rgb_to_unit
+from .io import BadSampleError, ListedBenchmark, decode_image, decode_npy, rgb_to_unit
 from .layouts import NORMAL_LAYOUTS, NORMAL_SUFFIX, layout_for
 
 logger = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def decode_normal(data: bytes, gt_format: str, where: str) -> tuple[np.ndarray, 
     return n, valid
 
 
-class NormalBenchmark(Dataset):
+class NormalBenchmark(ListedBenchmark):
     """One DSINE-packaged normal benchmark; items follow the sample dict of `datamodules`.
 
     name: protocol/layout name ('nyuv2_normal', 'scannet_normal', 'ibims_normal', 'sintel_normal').
@@ -82,17 +81,7 @@ class NormalBenchmark(Dataset):
                 raise ValueError(f"{list_path}: entry {e!r} does not name an '<id>_img.<ext>' image")
         if len(entries) != protocol.num_images:
             logger.info("%s: %d samples, the released benchmark has %d", name, len(entries), protocol.num_images)
-        self.skipped: list[str] = []
-        self.entries = entries
-        if on_bad_sample == "skip":
-            self.entries, self.skipped = keep_good(entries, self._load, name, logger)
-        self.num_skipped = len(self.skipped)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __getitem__(self, index: int) -> dict:
-        return self._load(self.entries[index])
+        self._select(entries, on_bad_sample, logger)
 
     def _read(self, rel: str) -> tuple[bytes, str]:
         path = self.folder / rel
