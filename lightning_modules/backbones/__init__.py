@@ -1,0 +1,133 @@
+"""Backbones: `build_backbone(BackboneConfig) -> GeometryBackbone` over a small registry of presets."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from .base import BackboneOutput, GeometryBackbone
+from .config import NAMES, BackboneConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BackboneConfig", "BackboneOutput", "GeometryBackbone", "PRESETS", "build_backbone"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """family: "flux" | "qwen"; image_frame: first id coordinate of image tokens (FLUX);
+    guidance: the DiT has a guidance embedding; tiny: built by tiny.py."""
+
+    family: str
+    is_editor: bool
+    image_frame: float = 0.0
+    guidance: bool = False
+    tiny: bool = False
+
+
+PRESETS = {
+    "tiny-editor": Preset("flux", True, 0.0, False, True),
+    "tiny-kontext": Preset("flux", True, 1.0, True, True),
+    "tiny-generator": Preset("flux", False, 0.0, True, True),
+    "tiny-qwen-editor": Preset("qwen", True, tiny=True),
+    "tiny-qwen-generator": Preset("qwen", False, tiny=True),
+    "flux-dev": Preset("flux", False, 0.0, True),
+    "flux-kontext": Preset("flux", True, 1.0, True),
+    "step1x-edit": Preset("flux", True, 0.0, False),
+    "qwen-image": Preset("qwen", False),
+    "qwen-image-edit": Preset("qwen", True),
+}
+assert set(PRESETS) == set(NAMES)
+
+
+def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
+    """Build, load (local files only), set dtypes, trainability, LoRA and checkpointing from `cfg`."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg.validate()
+    preset = PRESETS[cfg.name]
+    if cfg.conditioning == "channel" and preset.is_editor:
+        raise ValueError(f"backbone.conditioning='channel' is for generators; {cfg.name} is an editor")
+    if cfg.weights is not None and not os.path.isdir(cfg.weights):
+        raise FileNotFoundError(f"backbone.weights: {cfg.weights} is not a folder")
+    dit_dtype = getattr(torch, cfg.dit_dtype)
+    load_dtype = dit_dtype if cfg.finetune == "lora" else torch.float32
+    transformer, vae = _load_parts(cfg, preset, load_dtype)
+    emb, pooled = _text(cfg, preset, transformer)
+    if preset.family == "flux":
+        from .flux import FluxBackbone
+
+        backbone = FluxBackbone(transformer, vae, emb, pooled, is_editor=preset.is_editor,
+                                image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None,
+                                conditioning=cfg.conditioning, dit_dtype=dit_dtype)
+    else:
+        from .qwen_image import QwenImageBackbone
+
+        backbone = QwenImageBackbone(transformer, vae, emb, is_editor=preset.is_editor,
+                                     conditioning=cfg.conditioning, dit_dtype=dit_dtype)
+    backbone.vae.float().requires_grad_(False).eval()
+    torch.nn.Module.to(transformer, load_dtype)  # bypasses ModelMixin.to's float32-modules warning
+    if cfg.finetune == "lora":
+        from .lora import apply_lora
+
+        apply_lora(backbone, cfg.lora_rank, cfg.lora_alpha)
+    else:
+        transformer.requires_grad_(True)
+    if cfg.conditioning == "channel":  # the widened input projection is new: train it fully, in float32
+        proj = transformer.x_embedder if preset.family == "flux" else transformer.img_in
+        proj.float().requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    n_train = sum(p.numel() for p in backbone.parameters() if p.requires_grad)
+    logger.info("backbone %s: %d trainable parameters (%s), DiT %s", cfg.name, n_train, cfg.finetune, cfg.dit_dtype)
+    return backbone
+
+
+def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
+    from . import tiny
+
+    if preset.tiny:
+        if cfg.weights is not None:
+            raise ValueError(f"backbone.weights must be None for tiny preset {cfg.name}")
+        if preset.family == "flux":
+            return tiny.tiny_flux_transformer(preset.guidance, cfg.seed), tiny.tiny_flux_vae(cfg.seed)
+        return tiny.tiny_qwen_transformer(cfg.seed), tiny.tiny_qwen_vae(cfg.seed)
+    if cfg.weights is None:  # random_init of a full-size architecture (benchmarks)
+        return _random_full(preset, cfg.seed)
+    if preset.family == "qwen":
+        from .qwen_image import load_qwen_image
+
+        return load_qwen_image(cfg.weights, dtype)
+    from .flux import load_flux_transformer, load_flux_vae
+
+    if cfg.name == "step1x-edit":
+        from .step1x import load_step1x_transformer
+
+        return load_step1x_transformer(cfg.weights, dtype), load_flux_vae(cfg.weights)
+    return load_flux_transformer(cfg.weights, dtype, preset.guidance), load_flux_vae(cfg.weights)
+
+
+def _random_full(preset: Preset, seed: int):
+    from diffusers import AutoencoderKL, AutoencoderKLQwenImage, FluxTransformer2DModel, QwenImageTransformer2DModel
+
+    from .flux import FLUX_DIT_CONFIG, FLUX_VAE_CONFIG
+
+    torch.manual_seed(seed)
+    if preset.family == "flux":
+        return FluxTransformer2DModel(**FLUX_DIT_CONFIG, guidance_embeds=preset.guidance), AutoencoderKL(**FLUX_VAE_CONFIG)
+    return QwenImageTransformer2DModel(), AutoencoderKLQwenImage()
+
+
+def _text(cfg: BackboneConfig, preset: Preset, transformer):
+    from .prompt import load_prompt_embeds, random_prompt_embeds
+
+    c = transformer.config
+    pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
+    if cfg.prompt_embeds is not None:
+        return load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim)
+    if cfg.weights is not None:
+        raise ValueError(f"backbone.prompt_embeds is required with real weights ({cfg.weights}); see "
+                         "lightning_modules/backbones/prompt.py for how to make the file")
+    return random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.seed)

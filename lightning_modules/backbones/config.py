@@ -1,0 +1,65 @@
+"""Configuration of a backbone (DiT + VAE adapter); `build_backbone` turns it into a module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TINY_NAMES = ("tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator")
+FULL_NAMES = ("flux-dev", "flux-kontext", "step1x-edit", "qwen-image", "qwen-image-edit")
+NAMES = TINY_NAMES + FULL_NAMES
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "tiny-editor"
+    """Preset: one of `NAMES`. Editors: tiny-editor (Step1X-style ids, no guidance), tiny-kontext,
+    tiny-qwen-editor, flux-kontext, step1x-edit, qwen-image-edit. Generators: tiny-generator,
+    tiny-qwen-generator, flux-dev, qwen-image."""
+    weights: str | None = None
+    """Local folder with the pretrained weights (diffusers layout `transformer/`, `vae/`; for
+    step1x-edit also the released single DiT file, see step1x.py). None = random init, allowed only
+    for tiny presets or with `random_init: true`. Never downloaded from a hub."""
+    random_init: bool = False
+    """Allow a full-size preset with random weights (benchmarks only; needs memory for the model)."""
+    seed: int = 0
+    """Seed of random initialisation (tiny presets, random_init) and of the tiny text buffer."""
+    conditioning: str = "sequence"
+    """How the image latent enters the DiT: "sequence" (tokens [target ; image], every preset) or
+    "channel" (generators only: input projection widened to [target, image] channels, Marigold
+    style, new weights = old weights repeated and halved; the widened projection trains fully)."""
+    dit_dtype: str = "bfloat16"
+    """dtype of the frozen DiT weights: "bfloat16" or "float32". With bfloat16 the forward runs under
+    torch.autocast; trainable parameters (LoRA or full) are float32 either way; the VAE is float32."""
+    finetune: str = "lora"
+    """"lora" (adapters on every Linear of every transformer block) or "full" (all DiT weights)."""
+    lora_rank: int = 64
+    """LoRA rank r."""
+    lora_alpha: float = 32.0
+    """LoRA alpha; the adapter output is scaled by alpha / r."""
+    gradient_checkpointing: bool = False
+    """Recompute each transformer block's activations in the backward pass."""
+    guidance: float = 1.0
+    """Value of the distilled-guidance embedding (FLUX.1-dev, FLUX.1-Kontext, tiny-generator,
+    tiny-kontext); ignored by models without one."""
+    prompt_embeds: str | None = None
+    """Safetensors file with the cached empty-prompt conditioning (`prompt_embeds` (T, D) and, for
+    FLUX-family, `pooled_prompt_embeds` (768,)); see prompt.py for how it is made. Required with
+    real weights; None for tiny presets (a seeded fixed buffer is used)."""
+    num_text_tokens: int = 8
+    """Text tokens of the fixed buffer used by tiny presets and random_init (ignored with a file)."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key when a field is out of range."""
+        if self.name not in NAMES:
+            raise ValueError(f"backbone.name={self.name!r}: expected one of {NAMES}")
+        if self.conditioning not in ("sequence", "channel"):
+            raise ValueError(f"backbone.conditioning={self.conditioning!r}: expected 'sequence' or 'channel'")
+        if self.dit_dtype not in ("bfloat16", "float32"):
+            raise ValueError(f"backbone.dit_dtype={self.dit_dtype!r}: expected 'bfloat16' or 'float32'")
+        if self.finetune not in ("lora", "full"):
+            raise ValueError(f"backbone.finetune={self.finetune!r}: expected 'lora' or 'full'")
+        if self.lora_rank < 1:
+            raise ValueError(f"backbone.lora_rank={self.lora_rank}: expected >= 1")
+        if self.weights is None and self.name not in TINY_NAMES and not self.random_init:
+            raise ValueError(f"backbone.weights is None for full-size preset {self.name!r}: give a local "
+                             "weights folder, or set backbone.random_init=true (benchmarks only)")

@@ -1,0 +1,127 @@
+"""Step1X-Edit v1.0: its released DiT file -> diffusers FluxTransformer2DModel(guidance_embeds=False).
+
+The released `step1x-edit-i1258.safetensors` holds the DiT in the original FLUX/BFL key layout
+(`double_blocks.N.img_attn.qkv.weight`, `single_blocks.N.linear1.weight`, `final_layer...`, qkv with
+bias) plus the text `connector.*` (Qwen2.5-VL states -> 4096-d tokens + 768-d pooled). We keep the
+connector keys apart and convert the rest with diffusers' own
+`convert_flux_transformer_checkpoint_to_diffusers`. That converter hard-codes the hidden width 3072
+when splitting the fused single-block `linear1` (q, k, v, mlp); for other widths (our tiny test
+checkpoints) we hand it a zero-stride placeholder of the shape it expects and split `linear1` ourselves
+with the model's width; at width 3072 (the real model) it runs untouched.
+
+Empty-prompt conditioning: we use a cached file (prompt.py format: prompt_embeds (T, 4096),
+pooled_prompt_embeds (768,)) rather than a port of the connector. The connector needs the Qwen2.5-VL-7B
+hidden states of the empty prompt under Step1X-Edit's chat template anyway, so porting it would not
+spare loading Qwen, and Qwen is then never needed again. How to make the file (on a machine with the
+weights, using Step1X-Edit's own inference code): run its `Qwen25VL_7b_Embedder` on prompt "" with the
+input image (its template includes the image; FE2E uses the empty prompt), feed the states, mask and
+t to `Step1XEdit.connector`, and `save_prompt_embeds(path, txt[0], y[0])`. Caveat: because Step1X's
+embedder puts the reference image into the chat, its "empty-prompt" states depend on the image; the
+cached file fixes one (e.g. a mid-grey image) - record which in the file name. `split_connector`
+writes the connector weights next to the DiT for that purpose. Not testable here (no weights).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger(__name__)
+
+CONNECTOR_PREFIX = "connector."
+_DIFFUSERS_HIDDEN = 3072  # width hard-coded in diffusers' converter
+
+
+def split_connector(state_dict: dict[str, torch.Tensor]
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(DiT keys, connector keys) of a Step1X-Edit checkpoint; `model.diffusion_model.` prefixes dropped."""
+    dit, connector = {}, {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("model.diffusion_model.")
+        (connector if key.startswith(CONNECTOR_PREFIX) else dit)[key] = value
+    return dit, connector
+
+
+def convert_step1x_dit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Original-layout DiT state dict (no connector keys) -> diffusers FluxTransformer2DModel keys."""
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    sd = dict(state_dict)
+    hidden = sd["img_in.weight"].shape[0]
+    fused = {}
+    if hidden != _DIFFUSERS_HIDDEN:
+        for key in [k for k in sd if k.startswith("single_blocks.") and ".linear1." in k]:
+            fused[key] = sd[key]
+            shape = (7 * _DIFFUSERS_HIDDEN,) + tuple(sd[key].shape[1:])
+            sd[key] = torch.zeros((1,) * len(shape), dtype=sd[key].dtype).expand(shape)
+    out = convert_flux_transformer_checkpoint_to_diffusers(sd)
+    for key, value in fused.items():
+        i = int(key.split(".")[1])
+        kind = key.rsplit(".", 1)[1]
+        q, k, v, mlp = torch.split(value, [hidden, hidden, hidden, value.shape[0] - 3 * hidden], dim=0)
+        prefix = f"single_transformer_blocks.{i}."
+        for name, part in (("attn.to_q", q), ("attn.to_k", k), ("attn.to_v", v), ("proj_mlp", mlp)):
+            out[f"{prefix}{name}.{kind}"] = part.clone()
+    return out
+
+
+def step1x_config(state_dict: dict[str, torch.Tensor], head_dim: int = 128,
+                  axes_dims_rope: tuple[int, int, int] = (16, 56, 56)) -> dict:
+    """FluxTransformer2DModel arguments read off an original-layout DiT state dict (no guidance)."""
+    hidden, in_ch = state_dict["img_in.weight"].shape
+    doubles = {int(k.split(".")[1]) for k in state_dict if k.startswith("double_blocks.")}
+    singles = {int(k.split(".")[1]) for k in state_dict if k.startswith("single_blocks.")}
+    return dict(patch_size=1, in_channels=in_ch, num_layers=len(doubles), num_single_layers=len(singles),
+                attention_head_dim=head_dim, num_attention_heads=hidden // head_dim,
+                joint_attention_dim=state_dict["txt_in.weight"].shape[1],
+                pooled_projection_dim=state_dict["vector_in.in_layer.weight"].shape[1],
+                guidance_embeds=False, axes_dims_rope=tuple(axes_dims_rope))
+
+
+def transformer_from_state_dict(state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32,
+                                head_dim: int = 128, axes_dims_rope=(16, 56, 56)):
+    """Build FluxTransformer2DModel from a Step1X-Edit DiT state dict; raises on any key mismatch."""
+    from diffusers import FluxTransformer2DModel
+
+    dit, connector = split_connector(state_dict)
+    if any("guidance_in" in k for k in dit):
+        raise ValueError("Step1X-Edit checkpoint unexpectedly has guidance_in.* keys")
+    config = step1x_config(dit, head_dim, axes_dims_rope)
+    converted = convert_step1x_dit(dit)
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(**config)
+    result = model.load_state_dict(converted, strict=True, assign=True)
+    logger.info("Step1X-Edit DiT converted: %d tensors, %d connector tensors kept apart (%s)",
+                len(converted), len(connector), result)
+    return model.to(dtype)
+
+
+def find_dit_file(folder: str) -> str:
+    """The released single DiT file in `folder` (step1x-edit*.safetensors); raises naming the folder."""
+    files = sorted(glob.glob(os.path.join(folder, "step1x-edit*.safetensors")))
+    if not files:
+        raise FileNotFoundError(f"backbone.weights: no step1x-edit*.safetensors in {folder}; expected the "
+                                "released Step1X-Edit DiT file (e.g. step1x-edit-i1258.safetensors)")
+    return files[0]
+
+
+def load_step1x_transformer(folder: str, dtype: torch.dtype):
+    """Step1X-Edit DiT from `<folder>/transformer` (diffusers, already converted) or the single file."""
+    from .flux import load_flux_transformer
+
+    if os.path.isfile(os.path.join(folder, "transformer", "config.json")):
+        return load_flux_transformer(folder, dtype, guidance_embeds=False)
+    return transformer_from_state_dict(load_file(find_dit_file(folder)), dtype)
+
+
+def save_connector(dit_file: str, out_path: str) -> int:
+    """Write the `connector.*` tensors of a released DiT file to `out_path`; returns how many."""
+    _, connector = split_connector(load_file(dit_file))
+    if not connector:
+        raise ValueError(f"{dit_file}: no connector.* keys (is this the Step1X-Edit DiT file?)")
+    save_file(connector, out_path)
+    return len(connector)

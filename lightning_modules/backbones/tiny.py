@@ -1,0 +1,60 @@
+"""Tiny, seeded, randomly initialised instances of the real diffusers classes (tests, CPU default).
+
+Same classes and code paths as the full models, only narrower and shallower:
+FLUX: 2 double + 4 single blocks, 2 heads x 16 dims (hidden 32), rope axes (4, 6, 6), text dim 32,
+pooled 32; Qwen-Image: 3 blocks, same widths, text dim 32. VAEs: 16 latent channels, x8 downsampling,
+a few channels per level. Each builds in well under a second.
+"""
+
+from __future__ import annotations
+
+import torch
+
+TINY_FLUX_CONFIG = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=16,
+                        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                        axes_dims_rope=(4, 6, 6))
+TINY_QWEN_CONFIG = dict(patch_size=2, in_channels=64, out_channels=16, num_layers=3, attention_head_dim=16,
+                        num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6))
+TINY_VAE_CONFIG = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                       up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 16, 16),
+                       layers_per_block=1, act_fn="silu", latent_channels=16, norm_num_groups=4, sample_size=64,
+                       scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+                       use_post_quant_conv=False)
+TINY_QWEN_VAE_CONFIG = dict(base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                            temperal_downsample=[False, True, True])
+
+
+def tiny_flux_transformer(guidance_embeds: bool, seed: int = 0):
+    """FluxTransformer2DModel(**TINY_FLUX_CONFIG); deterministic given the seed."""
+    from diffusers import FluxTransformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return FluxTransformer2DModel(**TINY_FLUX_CONFIG, guidance_embeds=guidance_embeds)
+
+
+def tiny_flux_vae(seed: int = 0):
+    """AutoencoderKL(**TINY_VAE_CONFIG): 16 latent channels, x8."""
+    from diffusers import AutoencoderKL
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        return AutoencoderKL(**TINY_VAE_CONFIG)
+
+
+def tiny_qwen_transformer(seed: int = 0):
+    """QwenImageTransformer2DModel(**TINY_QWEN_CONFIG)."""
+    from diffusers import QwenImageTransformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return QwenImageTransformer2DModel(**TINY_QWEN_CONFIG)
+
+
+def tiny_qwen_vae(seed: int = 0):
+    """AutoencoderKLQwenImage(**TINY_QWEN_VAE_CONFIG) with the real per-channel latents_mean/std defaults."""
+    from diffusers import AutoencoderKLQwenImage
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        return AutoencoderKLQwenImage(**TINY_QWEN_VAE_CONFIG)
