@@ -4,9 +4,21 @@
 from lightning_modules.objectives.config import KINDS, SIGMA_SAMPLINGS, ObjectiveConfig
 from lightning_modules.objectives.dispersive import dispersive_loss
 from lightning_modules.objectives.flow import Objective, build_objective, masked_mse
-from lightning_modules.objectives.sampling import inference_sigmas, sample_sigma, shift_sigma
+from lightning_modules.objectives.sampling import (
+    inference_sigmas,
+    sample_sigma,
+    shift_sigma,
+)
 
 __all__ = [
-    "KINDS", "SIGMA_SAMPLINGS", "ObjectiveConfig", "Objective", "build_objective", "dispersive_loss",
-    "masked_mse", "inference_sigmas", "sample_sigma", "shift_sigma",
+    "KINDS",
+    "SIGMA_SAMPLINGS",
+    "Objective",
+    "ObjectiveConfig",
+    "build_objective",
+    "dispersive_loss",
+    "inference_sigmas",
+    "masked_mse",
+    "sample_sigma",
+    "shift_sigma",
 ]

@@ -21,7 +21,11 @@ import torch
 from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.objectives.config import ObjectiveConfig
 from lightning_modules.objectives.dispersive import dispersive_loss
-from lightning_modules.objectives.sampling import inference_sigmas, randn_like, sample_sigma
+from lightning_modules.objectives.sampling import (
+    inference_sigmas,
+    randn_like,
+    sample_sigma,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +137,8 @@ class Objective:
             out = backbone(x, z_i, torch.full((b,), s, device=z_i.device, dtype=torch.float32))
             x = x + (s_next - s) * out.target.float()
             if cfg.joint_estimation:
+                if out.image is None:
+                    raise ValueError("objective.joint_estimation=True but the backbone returned no image-token output")
                 normal = out.image.float()
         return x, normal
 

@@ -38,9 +38,13 @@ class FakeBackbone(GeometryBackbone):
         i_out = self.d * image + self.e * target if self.has_image_tokens else None
         feats = {}
         if "single.9" in capture:
-            tok = lambda z: z.flatten(2).transpose(1, 2)  # noqa: E731  (B, h*w, 16)
-            feats["single.9"] = torch.cat([tok(target), tok(image)], dim=1)
+            feats["single.9"] = torch.cat([_tokens(target), _tokens(image)], dim=1)
         return BackboneOutput(target=t_out, image=i_out, features=feats, num_text_tokens=0)
+
+
+def _tokens(z):
+    """(B,16,h,w) -> (B, h*w, 16)."""
+    return z.flatten(2).transpose(1, 2)
 
 
 @pytest.fixture

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.encoding import (affine_invariant_to_space, decode_normals, dequantize_depth, encode_normals,
-                                        latent_valid_mask, quantile_linear, quantize_depth)
+from lightning_modules.encoding import (
+    affine_invariant_to_space,
+    decode_normals,
+    dequantize_depth,
+    encode_normals,
+    latent_valid_mask,
+    quantile_linear,
+    quantize_depth,
+)
 
 BF16_HALF_ULP_NEAR_1 = 2.0 ** -9  # bf16 has 8 significant bits: ulp 2^-8 on [0.5, 1)
 

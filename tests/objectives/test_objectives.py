@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_modules.objectives import (ObjectiveConfig, build_objective, inference_sigmas, sample_sigma,
-                                          shift_sigma)
+from lightning_modules.objectives import (
+    ObjectiveConfig,
+    build_objective,
+    inference_sigmas,
+    sample_sigma,
+    shift_sigma,
+)
 
 B, C, H, W = 2, 16, 2, 2
 
 
 def _cfg(**kw):
-    base = dict(kind="consistent_velocity", fixed_start=True, dispersive_weight=0.0)
+    base = {"kind": "consistent_velocity", "fixed_start": True, "dispersive_weight": 0.0}
     base.update(kw)
     return ObjectiveConfig(**base)
 
@@ -203,12 +208,12 @@ def test_latent_mask_averages_over_valid_cells(fake_backbone):
 
 # --- config validation ------------------------------------------------------------------------
 @pytest.mark.parametrize("kw,key", [
-    (dict(kind="direct_adapt", fixed_start=True), "fixed_start"),
-    (dict(kind="flow"), "kind"),
-    (dict(kind="direct_adapt", fixed_start=False, sigma_sampling="cosine"), "sigma_sampling"),
-    (dict(dispersive_tau=0.0), "dispersive_tau"),
-    (dict(dispersive_weight=-1.0), "dispersive_weight"),
-    (dict(num_inference_steps=0), "num_inference_steps"),
+    ({"kind": "direct_adapt", "fixed_start": True}, "fixed_start"),
+    ({"kind": "flow"}, "kind"),
+    ({"kind": "direct_adapt", "fixed_start": False, "sigma_sampling": "cosine"}, "sigma_sampling"),
+    ({"dispersive_tau": 0.0}, "dispersive_tau"),
+    ({"dispersive_weight": -1.0}, "dispersive_weight"),
+    ({"num_inference_steps": 0}, "num_inference_steps"),
 ])
 def test_config_errors_name_the_key(kw, key):
     with pytest.raises(ValueError, match=key):
