@@ -8,18 +8,22 @@ logged step). Plots are written with matplotlib's Agg backend at exactly figsize
 from __future__ import annotations
 
 import logging
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from tensorboard.backend.event_processing.event_accumulator import (
+    SCALARS,
+    EventAccumulator,
+)
 
-from analysis.tables import describe_run  # noqa: E402
+from analysis.tables import describe_run
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +124,12 @@ def steps_to_epochs(steps, epoch_df: pd.DataFrame | None = None, steps_per_epoch
     return out
 
 
+def wrap_to_width(text: str, width_in: float, fontsize: float) -> str:
+    """Wrap text into lines that fit `width_in` inches at `fontsize` points (about 0.55 em per char)."""
+    chars = max(20, int(width_in * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(part, chars) for part in text.split("\n"))
+
+
 def _series(df, run, tag, x, steps_per_epoch):
     part = df[(df["run"] == run) & (df["tag"] == tag)].sort_values("step")
     if x == "step":
@@ -181,8 +191,10 @@ def plot_loss_curves(df: pd.DataFrame, out_png: str | Path, tag: str = "train/lo
         inset.tick_params(labelsize=7)
         inset.grid(alpha=0.3)
     if footnote:
-        fig.text(0.01, 0.01, footnote, fontsize=7, ha="left", va="bottom", wrap=True)
-        fig.subplots_adjust(bottom=0.2)
+        text = wrap_to_width(footnote, figsize[0] * 0.98, 7)
+        fig.text(0.01, 0.01, text, fontsize=7, ha="left", va="bottom")
+        lines = text.count("\n") + 1
+        fig.subplots_adjust(bottom=min(0.5, 0.1 + (lines * 7 * 1.3 + 30) / 72 / figsize[1]))
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=dpi)  # no bbox_inches="tight": the size stays figsize * dpi

@@ -10,16 +10,18 @@ raster order (row-major over the h2 x w2 token grid). The map is the per-token L
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from analysis.curves import wrap_to_width
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,34 @@ def upsample_to(feature_map, size: tuple[int, int]):
     return y.numpy() if is_numpy else y
 
 
+def load_feature_entries(runs: Mapping[str, str | Path], epochs: str | Sequence[int] = "first_last",
+                         blocks: Sequence[str] | None = None) -> list[tuple]:
+    """`plot_feature_grid` rows from the FeatureProbe snapshots `{run}/features/epoch_{E:03d}.npz`.
+
+    runs: {model label: run folder}. epochs: "first_last" (the first and the last snapshot) or a list of
+    epoch numbers E. Each snapshot's `block:{name}` maps (h2, w2) are upsampled bilinearly to the size
+    of its `depth` array; blocks=None keeps every block in the file, in file order.
+    """
+    entries = []
+    for label, run_dir in runs.items():
+        files = {int(p.stem.split("_")[-1]): p for p in sorted(Path(run_dir, "features").glob("epoch_*.npz"))}
+        if not files:
+            raise FileNotFoundError(f"{Path(run_dir) / 'features'}: no epoch_*.npz feature snapshots")
+        wanted = sorted({min(files), max(files)}) if epochs == "first_last" else list(epochs)
+        for epoch in wanted:
+            if epoch not in files:
+                raise FileNotFoundError(f"{Path(run_dir) / 'features'}: no snapshot for epoch {epoch} (have {sorted(files)})")
+            with np.load(files[epoch]) as snap:
+                depth = snap["depth"]
+                names = [k[len("block:"):] for k in snap.files if k.startswith("block:")]
+                missing = [b for b in (blocks or []) if b not in names]
+                if missing:
+                    raise KeyError(f"{files[epoch]}: blocks {missing} not saved (have {names})")
+                maps = [(b, upsample_to(snap[f"block:{b}"], depth.shape)) for b in (blocks or names)]
+            entries.append((label, f"epoch {epoch}", maps, depth))
+    return entries
+
+
 def normalise_panel(image) -> np.ndarray:
     """Min-max scale one panel to [0, 1] (each panel on its own scale); a constant panel becomes 0."""
     a = np.asarray(image.detach().cpu() if torch.is_tensor(image) else image, dtype=np.float64)
@@ -84,7 +114,8 @@ def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainb
     entries: rows (model_label, epoch_label, [(block_name, HxW map), ...], predicted depth HxW or None).
     Every panel is min-max normalised on its own (colours compare within a panel, not across panels),
     drawn with `cmap` (rainbow; `depth_cmap` for the depth) and titled "<block>"; each row is labelled
-    "<model>\\n<epoch>". figsize default: 2.2 in per column, 2.0 in per row (+0.4 with a title).
+    "<model>\\n<epoch>"; the title is wrapped to the figure width. figsize default: 2.2 in per column,
+    2.0 in per row, plus room for the title lines.
     Writes a PNG of exactly figsize * dpi pixels and returns its path.
     """
     if not entries:
@@ -92,7 +123,8 @@ def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainb
     ncols = max(len(e[2]) + (e[3] is not None) for e in entries)
     nrows = len(entries)
     if figsize is None:
-        figsize = (2.2 * ncols, 2.0 * nrows + (0.4 if title else 0.0))
+        lines = wrap_to_width(title, 2.2 * ncols * 0.95, 9).count("\n") + 1 if title else 0
+        figsize = (2.2 * ncols, 2.0 * nrows + 0.2 * lines + (0.2 if title else 0.0))
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, dpi=dpi, squeeze=False)
     for r, (model, epoch, blocks, depth) in enumerate(entries):
         panels = [(str(name), m, cmap) for name, m in blocks]
@@ -110,7 +142,7 @@ def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainb
             ax.set_title(name, fontsize=8)
         axes[r, 0].set_ylabel(f"{model}\n{epoch}", fontsize=8)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(wrap_to_width(title, figsize[0] * 0.95, 9), fontsize=9)
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,8 @@ NORMAL_METRICS = {
     "a30": ("<30", "higher", 100.0),
 }
 ABLATION_FLAGS = ("cv", "fs", "dl", "je")
+# backbone preset -> the ablation table's foundation (used to find a run's row id)
+FOUNDATION = {"step1x-edit": "Step1X-Edit", "tiny-editor": "Step1X-Edit", "flux-dev": "FLUX", "tiny-generator": "FLUX"}
 
 
 def average_rank(df: pd.DataFrame, columns: Mapping[str, str]) -> pd.Series:
@@ -143,6 +145,40 @@ def _wide_published(table: str, metric_cols: dict[tuple[str, str], str], path) -
     return pd.DataFrame(out)
 
 
+def ablation_config(meta: Mapping, published_csv: str | Path | None = PUBLISHED_CSV) -> dict:
+    """A run's ablation-table cells {id, foundation, cv, fs, dl, je, q} from its metrics.json meta.
+
+    Flags come from meta["objective"] (kind == "consistent_velocity" -> CV; fixed_start under CV ->
+    FS; dispersive_weight > 0 -> DL; joint_estimation -> JE), overridden by explicit meta keys
+    cv/fs/dl/je; q from meta "q" or "quantization"; foundation is the backbone name. id is
+    meta["ablation_id"], else the published row (1-9) with the same flags, q and foundation family
+    (FOUNDATION), else "" (logged).
+    """
+    obj = meta.get("objective") or {}
+    cv = obj.get("kind") == "consistent_velocity"
+    flags = {"cv": cv, "fs": cv and bool(obj.get("fixed_start")), "dl": float(obj.get("dispersive_weight") or 0) > 0,
+             "je": bool(obj.get("joint_estimation"))}
+    for flag in ABLATION_FLAGS:
+        if flag in meta:
+            flags[flag] = meta[flag] in (True, "x")
+    cfg = {k: "x" if v else "" for k, v in flags.items()}
+    cfg["q"] = str(meta.get("q") or meta.get("quantization") or "")
+    cfg["foundation"] = str(meta.get("foundation") or meta.get("backbone") or "")
+    cfg["id"] = str(meta.get("ablation_id") or "")
+    if not cfg["id"] and published_csv is not None:
+        pub = load_published(published_csv)
+        pub = pub[pub["table"] == "ablation"].drop_duplicates("id").fillna("")
+        family = FOUNDATION.get(cfg["foundation"], cfg["foundation"])
+        hit = pub[(pub["foundation"] == family) & (pub["q"] == cfg["q"])]
+        for flag in ABLATION_FLAGS:
+            hit = hit[hit[flag] == cfg[flag]]
+        if len(hit) == 1:
+            cfg["id"] = str(hit["id"].iloc[0])
+        else:
+            logger.info("%s: no ablation row matches %s, id left empty", meta.get("run", "?"), cfg)
+    return cfg
+
+
 def _ours(rows, task: str, metric_cols: dict[tuple[str, str], str], factors: dict[str, float]) -> pd.DataFrame:
     out = []
     for i, row in enumerate(rows):
@@ -150,11 +186,7 @@ def _ours(rows, task: str, metric_cols: dict[tuple[str, str], str], factors: dic
         results = row.get(task) or {}
         source = f"ours: {describe_run(meta)}"
         rec = {"method": _label(meta), "published": False, "source": source, "train_data": meta.get("data", "")}
-        for key in ("id", "foundation", "q", *ABLATION_FLAGS):
-            rec[key] = meta.get("ablation_id" if key == "id" else key, "")
-        rec["foundation"] = rec["foundation"] or meta.get("backbone", "")
-        for flag in ABLATION_FLAGS:
-            rec[flag] = "x" if rec[flag] is True or rec[flag] == "x" else ""
+        rec.update(ablation_config(meta))
         missing = 0
         for (dataset, metric), col in metric_cols.items():
             value = (results.get(dataset) or {}).get(metric)
@@ -215,8 +247,7 @@ def normal_table(rows: Iterable[Mapping], published_csv: str | Path | None = PUB
 def ablation_table(rows: Iterable[Mapping], published_csv: str | Path | None = PUBLISHED_CSV) -> pd.DataFrame:
     """KITTI and ETH3D AbsRel/delta1 (x100) for the ablation rows, published rows 1-9 as reference.
 
-    Our rows' configuration comes from their meta: `ablation_id` (1-9, matching SPEC section 8),
-    `foundation` (default: backbone), `cv`/`fs`/`dl`/`je` (bool or "x") and `q`. Sorted by id, the
+    Our rows' configuration and id come from their meta (see `ablation_config`). Sorted by id, the
     published row first, rows without an id last; no rank column (the paper's ablation has none).
     """
     datasets = {k: DEPTH_DATASETS[k] for k in ("kitti", "eth3d")}

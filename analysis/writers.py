@@ -67,7 +67,7 @@ def _finish(text: str, path) -> str:
 def to_markdown(df: pd.DataFrame, caption: str | None = None, path: str | Path | None = None) -> str:
     """GitHub Markdown pipe table; numeric columns right-aligned; the caption as a line below it."""
     header, body, right = _display(df)
-    esc = lambda s: s.replace("|", r"\|")  # noqa: E731
+    esc = lambda s: s.replace("|", r"\|")
     lines = ["| " + " | ".join(esc(h) for h in header) + " |",
              "|" + "|".join("---:" if r else "---" for r in right) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]

@@ -49,3 +49,19 @@ def test_plot_feature_grid_png_size(tmp_path):
     img = mpimg.imread(out)
     assert img.shape[:2] == (160, 240)
     assert img[..., :3].std() > 0.01
+
+
+def test_load_feature_entries_first_last(tmp_path):
+    from analysis.features import load_feature_entries
+
+    feats = tmp_path / "editor" / "features"
+    feats.mkdir(parents=True)
+    for e in (1, 2, 3):
+        np.savez(feats / f"epoch_{e:03d}.npz", **{"block:double.1": np.full((2, 2), float(e)),
+                                                  "block:single.9": np.eye(2), "depth": np.ones((4, 6))})
+    entries = load_feature_entries({"editor": tmp_path / "editor"})
+    assert [(e[0], e[1]) for e in entries] == [("editor", "epoch 1"), ("editor", "epoch 3")]
+    name, m = entries[1][2][0]
+    assert name == "double.1" and m.shape == (4, 6) and np.allclose(m, 3.0)
+    with pytest.raises(KeyError, match="single.20"):
+        load_feature_entries({"editor": tmp_path / "editor"}, blocks=["single.20"])

@@ -12,7 +12,7 @@ SPEC = Path("/work/shared/SPEC.md")
 
 def test_published_counts_and_spot_values():
     df = load_published()
-    assert (df["published"] == True).all()  # noqa: E712
+    assert (df["published"] == True).all()
     assert df["source"].str.startswith("FE2E arXiv 2509.04338 Table").all()
     # depth: 6 methods x 5 datasets x 2 - DepthAnything V2 ScanNet (2) + 6 avg ranks; normals 4x4x2; ablation 9x2x2
     assert df.groupby("table").size().to_dict() == {"depth": 64, "normal": 32, "ablation": 36}

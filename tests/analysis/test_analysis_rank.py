@@ -65,3 +65,19 @@ def test_normal_table_units_and_ablation_order():
     assert ours.name == 8 and ab.loc[7, "published"]  # published row 8 precedes ours
     assert (ours["CV"], ours["FS"], ours["DL"], ours["JE"], ours["Q"]) == ("x", "x", "x", "", "log")
     assert ours["KITTI AbsRel"] == pytest.approx(10.0)
+
+
+def test_ablation_config_from_run_meta():
+    from analysis.tables import ablation_config
+
+    meta = {"method": "fe2e", "backbone": "tiny-generator", "quantization": "log",
+            "objective": {"kind": "consistent_velocity", "fixed_start": True, "dispersive_weight": 0.5,
+                          "joint_estimation": False}}
+    assert ablation_config(meta) == {"id": "8", "foundation": "tiny-generator", "cv": "x", "fs": "x", "dl": "x",
+                                     "je": "", "q": "log"}
+    meta["objective"] = {"kind": "direct_adapt", "fixed_start": True, "dispersive_weight": 0.0}
+    meta.update(backbone="step1x-edit", quantization="direct")
+    got = ablation_config(meta)
+    assert (got["id"], got["cv"], got["fs"], got["dl"]) == ("2", "", "", "")
+    meta["quantization"] = "inverse"  # no published row: id left empty
+    assert ablation_config(meta)["id"] == ""

@@ -1,0 +1,41 @@
+"""report: run folders -> table files, loss plot and feature figure."""
+
+import json
+
+import numpy as np
+from matplotlib import image as mpimg
+from torch.utils.tensorboard import SummaryWriter
+
+from analysis.report import write_feature_figure, write_loss_plot, write_table
+
+
+def _run(root, name, abs_rel):
+    d = root / name
+    d.mkdir(parents=True)
+    meta = {"method": "fe2e", "backbone": f"tiny-{name}", "data": "synthetic", "steps": 8, "run": f"exp/{name}"}
+    (d / "metrics.json").write_text(json.dumps({"meta": meta, "depth": {"kitti": {"abs_rel": abs_rel, "delta1": 0.5}}}))
+    w = SummaryWriter(str(d))
+    for s in range(8):
+        w.add_scalar("train/loss", 1.0 / (s + 1), s)
+        w.add_scalar("epoch", s // 4, s)
+    w.close()
+    feats = d / "features"
+    feats.mkdir()
+    for e in (1, 2):
+        np.savez(feats / f"epoch_{e:03d}.npz", **{"block:single.1": np.arange(4.0).reshape(2, 2),
+                                                  "depth": np.ones((8, 8))})
+    return d
+
+
+def test_report_end_to_end(tmp_path):
+    runs = {"editor": _run(tmp_path, "editor", 0.2), "generator": _run(tmp_path, "generator", 0.3)}
+    paths = write_table("depth", list(runs.values()), tmp_path / "results", published=False)
+    md = paths["md"].read_text()
+    assert "| fe2e (exp/editor) | synthetic | - | - | 20.0 | 50.0 |" in md
+    assert "backbone=tiny-generator, data=synthetic, steps=8" in md
+    assert "rank" in paths["csv"].read_text().splitlines()[0]
+    assert paths["tex"].read_text().startswith("\\begin{table}")
+    png = write_loss_plot(runs, tmp_path / "results" / "loss.png", inset_epochs=1)
+    assert mpimg.imread(png).shape[:2] == (600, 960)  # default figsize (8, 5) at 120 dpi
+    fig = write_feature_figure(runs, tmp_path / "results" / "features.png")
+    assert mpimg.imread(fig).shape[0] > 100
