@@ -235,12 +235,14 @@ def render_scene(
     K: np.ndarray | None = None,
     yaw_deg: float | None = None,
     pitch_deg: float | None = None,
+    camera_offset: tuple[float, float, float] | None = None,
 ) -> RenderedView:
     """Render one frame of a procedural `kind` ("room" or "road") scene, deterministic in `seed`.
 
     `K` defaults to `default_intrinsics(kind, height, width)`. `yaw_deg` / `pitch_deg` override
     the random camera orientation (a level camera with yaw 0 looks straight at the far wall / down
-    the road; the camera never rolls).
+    the road; the camera never rolls). `camera_offset` moves the camera by this vector in its own
+    frame (x right, y up, z back; metres), e.g. (0.532, 0, 0) for a stereo right camera.
     """
     if K is None:
         K = default_intrinsics(kind, height, width)
@@ -256,6 +258,8 @@ def render_scene(
     pitch = math.radians(pitch_deg) if pitch_deg is not None else pitch
     rot = _look_rotation(yaw, pitch)
     c2w = np.eye(4)
+    if camera_offset is not None:
+        cam = cam + rot @ np.asarray(camera_offset, dtype=np.float64)
     c2w[:3, :3], c2w[:3, 3] = rot, cam
 
     jj, ii = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))

@@ -17,6 +17,20 @@ H, W = 48, 64
 LEVEL = {"yaw_deg": 0.0, "pitch_deg": 0.0}
 
 
+def _edit(path, fn):
+    """Rewrite the HDF5 'dataset' of `path` in place with fn(array) -> array."""
+    with h5py.File(path, "r+") as f:
+        f["dataset"][...] = fn(f["dataset"][()])
+
+
+def _set(index, value):
+    def fn(a):
+        a[index] = value
+        return a
+
+    return fn
+
+
 @pytest.fixture(scope="module")
 def level_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("hypersim_level")
@@ -116,10 +130,7 @@ def test_split_and_release_flags(tmp_path):
 def test_invalid_fraction_filter_drops_and_logs(tmp_path, caplog):
     write_hypersim(tmp_path, num_scenes=1, frames_per_scene=2, height=H, width=W, splits=("train",), render_kwargs=LEVEL)
     path = frame_paths(tmp_path, "ai_001_001", 1)["render_entity_id"]
-    with h5py.File(path, "r+") as f:
-        ent = f["dataset"][()]
-        ent[:2] = -1  # 2 of 48 rows: 4% invalid
-        f["dataset"][...] = ent
+    _edit(path, _set(slice(0, 2), -1))  # 2 of 48 rows: 4% invalid
     with caplog.at_level(logging.INFO):
         ds = HypersimDataset(tmp_path, "train")
     kept = {fid.frame for fid in ds.frames}
@@ -156,24 +167,17 @@ def test_missing_split_file_and_missing_entry_file(small_root):
 
 def test_inf_depth_and_no_valid_pixel(small_root):
     p0 = frame_paths(small_root, "ai_001_001", 0)
-    with h5py.File(p0["depth_meters"], "r+") as f:
-        d = f["dataset"][()]
-        d[3, 3] = np.inf
-        f["dataset"][...] = d
+    _edit(p0["depth_meters"], _set((3, 3), np.inf))
     with pytest.raises(BadSampleError, match="frame.0000.depth_meters.hdf5"):
         HypersimDataset(small_root, "train", max_invalid_fraction=1.0)
     ds = HypersimDataset(small_root, "train", max_invalid_fraction=1.0, on_bad_sample="skip")
     assert len(ds) == 1 and ds.num_skipped == 1
     p1 = frame_paths(small_root, "ai_001_001", 1)
-    with h5py.File(p1["render_entity_id"], "r+") as f:
-        f["dataset"][...] = -1
+    _edit(p1["render_entity_id"], lambda a: np.full_like(a, -1))
     ds = HypersimDataset(small_root, "train", max_invalid_fraction=1.0, on_bad_sample="skip")
     with pytest.raises(BadSampleError, match="every sample is bad"):
         ds[0]
-    with h5py.File(p0["depth_meters"], "r+") as f:
-        d = f["dataset"][()]
-        d[3, 3] = 2.0
-        f["dataset"][...] = d
+    _edit(p0["depth_meters"], _set((3, 3), 2.0))
     ds = HypersimDataset(small_root, "train", max_invalid_fraction=1.0)
     with pytest.raises(BadSampleError, match="frame.0001.depth_meters.hdf5.*no valid pixel"):
         ds[1]
@@ -181,10 +185,7 @@ def test_inf_depth_and_no_valid_pixel(small_root):
 
 def test_nan_distance_is_invalid(small_root):
     p0 = frame_paths(small_root, "ai_001_001", 0)
-    with h5py.File(p0["depth_meters"], "r+") as f:
-        d = f["dataset"][()]
-        d[5, 7] = np.nan
-        f["dataset"][...] = d
+    _edit(p0["depth_meters"], _set((5, 7), np.nan))
     s = HypersimDataset(small_root, "train", max_invalid_fraction=1.0)[0]
     assert not s["valid_mask"][0, 5, 7] and s["depth"][0, 5, 7] == 0
 
