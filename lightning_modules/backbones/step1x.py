@@ -69,10 +69,16 @@ def convert_step1x_dit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def step1x_config(state_dict: dict[str, torch.Tensor], head_dim: int = 128,
+def step1x_config(state_dict: dict[str, torch.Tensor],
                   axes_dims_rope: tuple[int, int, int] = (16, 56, 56)) -> dict:
-    """FluxTransformer2DModel arguments read off an original-layout DiT state dict (no guidance)."""
+    """FluxTransformer2DModel arguments read off an original-layout DiT state dict (no guidance).
+
+    The head width is read from the qk-norm scale; the rope axes (not in the file) must sum to it.
+    """
     hidden, in_ch = state_dict["img_in.weight"].shape
+    head_dim = state_dict["double_blocks.0.img_attn.norm.query_norm.scale"].shape[0]
+    if sum(axes_dims_rope) != head_dim:
+        raise ValueError(f"axes_dims_rope={tuple(axes_dims_rope)} must sum to the head width {head_dim}")
     doubles = {int(k.split(".")[1]) for k in state_dict if k.startswith("double_blocks.")}
     singles = {int(k.split(".")[1]) for k in state_dict if k.startswith("single_blocks.")}
     return dict(patch_size=1, in_channels=in_ch, num_layers=len(doubles), num_single_layers=len(singles),
@@ -83,14 +89,14 @@ def step1x_config(state_dict: dict[str, torch.Tensor], head_dim: int = 128,
 
 
 def transformer_from_state_dict(state_dict: dict[str, torch.Tensor], dtype: torch.dtype = torch.float32,
-                                head_dim: int = 128, axes_dims_rope=(16, 56, 56)):
+                                axes_dims_rope=(16, 56, 56)):
     """Build FluxTransformer2DModel from a Step1X-Edit DiT state dict; raises on any key mismatch."""
     from diffusers import FluxTransformer2DModel
 
     dit, connector = split_connector(state_dict)
     if any("guidance_in" in k for k in dit):
         raise ValueError("Step1X-Edit checkpoint unexpectedly has guidance_in.* keys")
-    config = step1x_config(dit, head_dim, axes_dims_rope)
+    config = step1x_config(dit, axes_dims_rope)
     converted = convert_step1x_dit(dit)
     with torch.device("meta"):
         model = FluxTransformer2DModel(**config)
