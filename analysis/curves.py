@@ -97,31 +97,37 @@ def smooth(series, alpha: float):
     return pd.Series(out, index=series.index, name=series.name) if isinstance(series, pd.Series) else out
 
 
-def steps_to_epochs(steps, epoch_df: pd.DataFrame | None = None, steps_per_epoch: float | None = None) -> np.ndarray:
-    """Fractional epoch of each global step.
+def infer_steps_per_epoch(epoch_df: pd.DataFrame) -> float:
+    """Steps per epoch from a run's logged `epoch` scalar (columns step, value).
 
-    With steps_per_epoch: step / steps_per_epoch. Otherwise from the run's logged `epoch` scalar
-    (columns step, value): epoch e starts at the first step logged with value e; steps in between
-    are interpolated linearly, steps past the last start extrapolate with the last epoch's length
-    (or, if only one epoch was logged, that epoch is taken to end at its last logged step + 1).
+    Assumes a constant number of steps per epoch and global step 0 at the start of epoch 0, as in
+    Lightning: a step s logged with epoch e satisfies e * n <= s < (e + 1) * n, so n lies in
+    (max s / (e + 1), min over e > 0 of s / e]; the integer nearest the middle of that interval is
+    returned. With only epoch 0 logged, n = last logged step + 1 (epoch 0 taken as complete, logged).
     """
-    steps = np.asarray(steps, dtype=np.float64)
-    if steps_per_epoch is not None:
-        return steps / float(steps_per_epoch)
     if epoch_df is None or epoch_df.empty:
-        raise ValueError("steps_to_epochs: no 'epoch' scalar logged for this run; pass steps_per_epoch")
-    starts = epoch_df.groupby(epoch_df["value"].round().astype(int))["step"].min().sort_index()
-    ep, st = starts.index.to_numpy(dtype=np.float64), starts.to_numpy(dtype=np.float64)
-    if len(ep) == 1:
-        length = float(epoch_df["step"].max() - st[0] + 1)
-    else:
-        length = float(st[-1] - st[-2]) / float(ep[-1] - ep[-2])
-    out = np.interp(steps, st, ep)
-    past = steps > st[-1]
-    out[past] = ep[-1] + (steps[past] - st[-1]) / length
-    before = steps < st[0]
-    out[before] = ep[0] + (steps[before] - st[0]) / length
-    return out
+        raise ValueError("infer_steps_per_epoch: no 'epoch' scalar logged for this run; pass steps_per_epoch")
+    s = epoch_df["step"].to_numpy(dtype=np.float64)
+    e = np.round(epoch_df["value"].to_numpy(dtype=np.float64))
+    lo = float(np.max(s / (e + 1)))
+    if not (e > 0).any():
+        logger.warning("only epoch 0 was logged: taking steps_per_epoch = last logged step + 1 = %d", s.max() + 1)
+        return float(s.max() + 1)
+    hi = float(np.min(s[e > 0] / e[e > 0]))
+    if not hi > lo:
+        raise ValueError(f"the logged 'epoch' scalar is not consistent with a constant number of steps per epoch "
+                         f"(bounds {lo:.3f} .. {hi:.3f}); pass steps_per_epoch")
+    n = float(np.clip(np.round((lo + hi) / 2), np.floor(lo) + 1, np.floor(hi)))
+    return n if lo < n <= hi else (lo + hi) / 2
+
+
+def steps_to_epochs(steps, epoch_df: pd.DataFrame | None = None, steps_per_epoch: float | None = None) -> np.ndarray:
+    """Fractional epoch of each global step: step / steps_per_epoch (so step 0 is epoch 0.0).
+
+    steps_per_epoch defaults to `infer_steps_per_epoch(epoch_df)` from the run's logged `epoch` scalar.
+    """
+    n = float(steps_per_epoch) if steps_per_epoch is not None else infer_steps_per_epoch(epoch_df)
+    return np.asarray(steps, dtype=np.float64) / n
 
 
 def wrap_to_width(text: str, width_in: float, fontsize: float) -> str:

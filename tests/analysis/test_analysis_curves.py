@@ -6,7 +6,13 @@ import pytest
 from matplotlib import image as mpimg
 from torch.utils.tensorboard import SummaryWriter
 
-from analysis.curves import load_scalars, plot_loss_curves, smooth, steps_to_epochs
+from analysis.curves import (
+    infer_steps_per_epoch,
+    load_scalars,
+    plot_loss_curves,
+    smooth,
+    steps_to_epochs,
+)
 
 # values exactly representable in float32, so the round trip is exact
 LOSS = {"editor": [0.5, 0.25, 0.125, 0.0625, 0.09375, 0.078125],
@@ -61,10 +67,21 @@ def test_smooth_matches_hand_ema():
 
 def test_steps_to_epochs_from_logged_epoch():
     epochs = pd.DataFrame({"step": [0, 2, 4, 6, 8, 10], "value": [0, 0, 1, 1, 2, 2]})
-    # starts: epoch0 @0, epoch1 @4, epoch2 @8; length 4
+    # 4 steps per epoch: bounds max s/(e+1) = 10/3, min s/e (e > 0) = 4 -> n = 4
     got = steps_to_epochs([0, 2, 4, 6, 10, 12], epochs)
     np.testing.assert_allclose(got, [0, 0.5, 1, 1.5, 2.5, 3.0])
     np.testing.assert_allclose(steps_to_epochs([5], steps_per_epoch=4), [1.25])
+
+
+def test_infer_steps_per_epoch_lightning_pattern():
+    # what Lightning logged for 10 batches/epoch, log_every_n_steps=3 (steps 2, 5, ..., 29)
+    steps = np.arange(2, 30, 3)
+    epochs = pd.DataFrame({"step": steps, "value": steps // 10})
+    assert infer_steps_per_epoch(epochs) == 10.0
+    only_first = pd.DataFrame({"step": [0, 3, 6], "value": [0, 0, 0]})
+    assert infer_steps_per_epoch(only_first) == 7.0
+    with pytest.raises(ValueError, match="constant number of steps"):
+        infer_steps_per_epoch(pd.DataFrame({"step": [5, 6], "value": [1, 0]}))
 
 
 def test_plot_loss_curves_png_size(runs, tmp_path):
