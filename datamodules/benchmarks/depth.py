@@ -86,8 +86,6 @@ class DepthBenchmark(ListedBenchmark):
 
     def __init__(self, name: str, root: str | Path, protocol: DepthProtocol, on_bad_sample: str = "raise",
                  split_root: str | Path | None = None) -> None:
-        if on_bad_sample not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
         if protocol.crop not in CROP_RULES:
             raise ValueError(f"protocol '{protocol.name}': unknown crop {protocol.crop!r}; expected {CROP_RULES}")
         self.name, self.protocol = name, protocol

@@ -1,5 +1,6 @@
 """Reading members straight out of an uncompressed tar, and decoding image/array bytes.
 
+`BadSampleError` is the datamodules-wide one (datamodules.io_utils), re-exported here.
 `TarMembers` indexes a tar once (name -> byte offset and size) and then reads a member with one
 seek + read on a file handle it opens lazily in each process, so a dataset holding it can be
 pickled into DataLoader workers (each worker opens its own handle).
@@ -17,9 +18,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-
-class BadSampleError(ValueError):
-    """A listed file is missing or cannot be decoded; the message names the file/member."""
+from datamodules.io_utils import BadSampleError, check_policy
 
 
 def _norm(name: str) -> str:
@@ -111,7 +110,7 @@ class ListedBenchmark(Dataset):
 
     def _select(self, entries: list, on_bad_sample: str, logger: logging.Logger) -> None:
         self.entries, self.skipped = entries, []
-        if on_bad_sample == "skip":
+        if check_policy(on_bad_sample) == "skip":
             self.entries = []
             for entry in entries:
                 try:

@@ -65,8 +65,6 @@ class NormalBenchmark(ListedBenchmark):
 
     def __init__(self, name: str, root: str | Path, protocol: NormalProtocol,
                  split_root: str | Path | None = None, on_bad_sample: str = "raise") -> None:
-        if on_bad_sample not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got {on_bad_sample!r}")
         if protocol.gt_format not in NORMAL_SUFFIX:
             raise ValueError(f"protocol '{protocol.name}': unknown gt_format {protocol.gt_format!r}")
         self.name, self.protocol = name, protocol

@@ -166,12 +166,15 @@ def write_depth_benchmarks(out_root: str | Path, names=tuple(DEPTH_LAYOUTS), n_i
                 tar.add(member, data)
             lines.append(" ".join(cols))
         tar.close()
-        list_path = out_root / layout.filename_list
-        list_path.parent.mkdir(parents=True, exist_ok=True)
-        list_path.write_text("\n".join(lines) + "\n")
-        counts[name] = n_images
+        counts[name] = _write_list(out_root / layout.filename_list, lines, n_images)
         logger.info("wrote %s: %d samples (%d listed without ground truth) at %s", name, n_images, n_none, hw)
     return counts
+
+
+def _write_list(path: Path, lines: list[str], count: int) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return count
 
 
 def _size_for(name: str, size) -> tuple[int, int]:
@@ -232,9 +235,6 @@ def write_normal_benchmarks(out_root: str | Path, names=tuple(NORMAL_LAYOUTS), n
             _normal_file(view.normal, valid, gt_format, Path(str(stem) + NORMAL_SUFFIX[gt_format]))
             np.save(str(stem) + "_intrins.npy", view.K.astype(np.float32))
             entries.append(entry)
-        split = out_root / layout.filename_list
-        split.parent.mkdir(parents=True, exist_ok=True)
-        split.write_text("\n".join(entries) + "\n")
-        counts[name] = n_images
+        counts[name] = _write_list(out_root / layout.filename_list, entries, n_images)
         logger.info("wrote %s: %d samples (%s ground truth) at %s", name, n_images, gt_format, hw)
     return counts
