@@ -1,0 +1,102 @@
+"""Samplers: unpadded sharding for exact DDP evaluation, and whole-batch dataset mixing for training."""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+
+def _dist_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    if num_replicas is None:
+        num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if rank is None:
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    if not 0 <= rank < num_replicas:
+        raise ValueError(f"rank {rank} outside [0, {num_replicas})")
+    return num_replicas, rank
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank r of W takes indices r, r+W, r+2W, ... in order: no padding, no duplicates, nothing
+    dropped, so per-rank metric sums add up to exactly the single-process sums. Ranks may get
+    lengths that differ by one. (A DistributedSampler subclass only so that Lightning does not
+    replace it; none of the parent's padding/shuffling is used.)"""
+
+    def __init__(self, dataset_or_length, num_replicas: int | None = None, rank: int | None = None) -> None:  # noqa: D107
+        self.length = dataset_or_length if isinstance(dataset_or_length, int) else len(dataset_or_length)
+        self.num_replicas, self.rank = _dist_world(num_replicas, rank)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.length, self.num_replicas))
+
+    def set_epoch(self, epoch: int) -> None:  # order does not depend on the epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.num_replicas))
+
+
+class MixedBatchSampler(Sampler[list[int]]):
+    """Batches for a ConcatDataset whose parts have `sizes`; each batch comes WHOLE from one part,
+    part k chosen with probability `probabilities[k]` (e.g. Hypersim 0.9, VKITTI 0.1).
+
+    Within a part, indices follow a fresh permutation per pass (reshuffled when used up), offset
+    into the concatenation. The stream is a pure function of (seed, epoch, rank): each rank gets a
+    different but reproducible stream; call `set_epoch` each epoch. `num_batches` per epoch and
+    rank defaults to sum(sizes) // (batch_size * num_replicas).
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_size: int,
+        probabilities: Sequence[float],
+        num_batches: int | None = None,
+        seed: int = 0,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ) -> None:
+        if len(sizes) != len(probabilities):
+            raise ValueError(f"{len(sizes)} dataset sizes but {len(probabilities)} probabilities")
+        probs = np.asarray(probabilities, dtype=np.float64)
+        if (probs < 0).any() or probs.sum() <= 0:
+            raise ValueError(f"probabilities must be >= 0 with a positive sum, got {list(probabilities)}")
+        for size, p in zip(sizes, probs):
+            if p > 0 and size < batch_size:
+                raise ValueError(f"a dataset with probability {p} has {size} samples, fewer than batch_size {batch_size}")
+        self.sizes, self.batch_size, self.probs = list(sizes), batch_size, probs / probs.sum()
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+        self.num_replicas, self.rank = _dist_world(num_replicas, rank)
+        self.num_batches = num_batches if num_batches is not None else max(1, sum(sizes) // (batch_size * self.num_replicas))
+        self.seed, self.epoch = seed, 0
+        self.sampler = _EpochForwarder(self)  # Lightning calls batch_sampler.sampler.set_epoch each epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        perms = [np.empty(0, dtype=int) for _ in self.sizes]
+        pos = [0] * len(self.sizes)
+        for _ in range(self.num_batches):
+            k = int(rng.choice(len(self.sizes), p=self.probs))
+            if pos[k] + self.batch_size > len(perms[k]):
+                perms[k] = rng.permutation(self.sizes[k])
+                pos[k] = 0
+            batch = perms[k][pos[k] : pos[k] + self.batch_size] + self.offsets[k]
+            pos[k] += self.batch_size
+            yield batch.tolist()
+
+
+class _EpochForwarder:
+    def __init__(self, owner: MixedBatchSampler) -> None:
+        self.owner = owner
+
+    def set_epoch(self, epoch: int) -> None:
+        self.owner.set_epoch(epoch)

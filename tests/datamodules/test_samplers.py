@@ -1,0 +1,39 @@
+"""Whole-batch mixing ratio and unpadded eval sharding."""
+
+import numpy as np
+
+from datamodules.samplers import MixedBatchSampler, UnpaddedDistributedSampler
+
+
+def test_mixed_batches_are_whole_and_ratio_is_9_to_1():
+    sizes = [100, 30]
+    s = MixedBatchSampler(sizes, batch_size=4, probabilities=[0.9, 0.1], num_batches=4000, seed=7)
+    first = []
+    for batch in s:
+        assert len(batch) == 4
+        src = {0 if i < 100 else 1 for i in batch}
+        assert len(src) == 1, "a batch mixes datasets"
+        assert len(set(batch)) == 4
+        first.append(src.pop())
+    frac = np.mean(np.array(first) == 0)
+    # binomial(4000, 0.9): sd = 0.0047; 4 sd
+    assert abs(frac - 0.9) < 0.019
+    assert list(s) == list(MixedBatchSampler(sizes, 4, [0.9, 0.1], 4000, seed=7))
+
+
+def test_mixed_sampler_ranks_and_epochs_differ_deterministically():
+    mk = lambda rank: MixedBatchSampler([50, 50], 2, [0.5, 0.5], 20, seed=1, num_replicas=2, rank=rank)
+    a, b = mk(0), mk(1)
+    assert list(a) != list(b) and list(a) == list(mk(0))
+    e0 = list(a)
+    a.sampler.set_epoch(1)  # how Lightning reaches it
+    assert list(a) != e0
+    assert len(MixedBatchSampler([50, 50], 2, [0.5, 0.5], seed=0, num_replicas=2, rank=0)) == 25
+
+
+def test_unpadded_sampler_partitions_exactly():
+    n, world = 11, 4
+    parts = [list(UnpaddedDistributedSampler(n, world, r)) for r in range(world)]
+    assert parts[0] == [0, 4, 8] and parts[3] == [3, 7]
+    assert sorted(i for p in parts for i in p) == list(range(n))
+    assert [len(UnpaddedDistributedSampler(n, world, r)) for r in range(world)] == [3, 3, 3, 2]
