@@ -25,7 +25,7 @@ class DepthProtocol:
     min_depth: float
     """Ground truth strictly above this is valid (metres)."""
     max_depth: float
-    """Ground truth at or below this is valid (metres); .inf for no upper bound."""
+    """Ground truth strictly below this is valid (metres; SPEC gives open intervals, as Marigold); .inf = none."""
     depth_scale: float = 1.0
     """Stored ground-truth value divided by this gives metres (png/1000 -> 1000; raw float -> 1)."""
     crop: str = "none"

@@ -226,7 +226,7 @@ def test_protocol_fields_drive_decoding(tmp_path, rng):
     with tarfile.open(tmp_path / "nyuv2/nyu_labeled_extracted.tar") as tar:
         raw = np.asarray(Image.open(io.BytesIO(tar.extractfile("./a/depth_1.png").read())), dtype=np.float64)
     np.testing.assert_allclose(s["depth"][0].numpy(), raw / 500.0, rtol=1e-6)
-    assert torch.equal(s["valid_mask"][0], torch.from_numpy((raw / 500.0 > 1e-3) & (raw / 500.0 <= 4.0)))
+    assert torch.equal(s["valid_mask"][0], torch.from_numpy((raw / 500.0 > 1e-3) & (raw / 500.0 < 4.0)))
 
 
 def test_picklable_for_workers(tmp_path, rng):

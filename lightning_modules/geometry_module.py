@@ -1,0 +1,235 @@
+"""DenseGeometryModule: training, validation, test and prediction shared by every method.
+
+The module is method-agnostic: the backbone (editor or generator, see `backbones/`) and the
+objective (`objectives.py`) are what differ between FE2E, its ablation rows and the T2I baseline.
+Batches follow the sample contract of `datamodules` (metric depth, project normal convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from analysis.features import feature_norm_map
+from lightning_modules.backbones import build_backbone
+from lightning_modules.backbones.base import GeometryBackbone
+from lightning_modules.backbones.config import BackboneConfig
+from lightning_modules.backbones.lora import save_adapter
+from lightning_modules.encoding import (
+    decode_normals,
+    dequantize_depth,
+    encode_normals,
+    latent_valid_mask,
+    quantize_depth,
+)
+from lightning_modules.evaluation import BenchmarkEvaluator, EvalConfig
+from lightning_modules.objectives import ObjectiveConfig, build_objective
+from lightning_modules.optim import OptimConfig, build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+def _as(cls, value):
+    """A config dataclass from itself or from its dict form (as restored from a checkpoint)."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(value) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown keys {sorted(unknown)}; valid: {sorted(names)}")
+    return cls(**value)
+
+
+class DenseGeometryModule(L.LightningModule):
+    """Fine-tunes a DiT backbone into a depth (and normal) estimator.
+
+    Args:
+        backbone: the backbone's config (built in `configure_model`, so FSDP can shard it as it is
+            created), or an already-built `GeometryBackbone` (tests, notebooks).
+        objective: training objective and inference rule (`ObjectiveConfig`).
+        quantization: depth target encoding, "direct" | "inverse" | "log" (SPEC section 4).
+        optim: optimizer settings (`OptimConfig`).
+        evaluation: benchmarks' scoring settings (`EvalConfig`).
+        seed: base of the per-step noise generators, so a resumed run draws the same noise.
+    """
+
+    def __init__(
+        self,
+        backbone: BackboneConfig | dict | GeometryBackbone,
+        objective: ObjectiveConfig | dict | None = None,
+        quantization: str = "log",
+        optim: OptimConfig | dict | None = None,
+        evaluation: EvalConfig | dict | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if quantization not in ("direct", "inverse", "log"):
+            raise ValueError(f"quantization must be 'direct', 'inverse' or 'log', got '{quantization}'")
+        self.backbone_cfg = None if isinstance(backbone, GeometryBackbone) else _as(BackboneConfig, backbone)
+        self.backbone: GeometryBackbone | None = backbone if isinstance(backbone, GeometryBackbone) else None
+        self.objective_cfg = _as(ObjectiveConfig, objective)
+        self.optim_cfg = _as(OptimConfig, optim)
+        self.eval_cfg = _as(EvalConfig, evaluation)
+        self.quantization = quantization
+        self.seed = seed
+        self.objective = build_objective(self.objective_cfg)
+        self.evaluator = BenchmarkEvaluator(self.eval_cfg, quantization)
+        self.save_hyperparameters(
+            {
+                "backbone": dataclasses.asdict(self.backbone_cfg) if self.backbone_cfg else None,
+                "objective": dataclasses.asdict(self.objective_cfg),
+                "quantization": quantization,
+                "optim": dataclasses.asdict(self.optim_cfg),
+                "evaluation": dataclasses.asdict(self.eval_cfg),
+                "seed": seed,
+            }
+        )
+        # Frozen base weights are not checkpointed (they come from WEIGHTS or a seeded init).
+        self.strict_loading = False
+
+    # ------------------------------------------------------------------------------ set-up
+    def configure_model(self) -> None:
+        """Build the backbone here, not in __init__, so FSDP can shard it as it is created."""
+        if self.backbone is None:
+            self.backbone = build_backbone(self.backbone_cfg)
+        self.objective.check_backbone(self.backbone)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            raise RuntimeError("no trainable parameters: check backbone.finetune (lora | full)")
+        return build_optimizer(params, self.optim_cfg, self.trainer.estimated_stepping_batches)
+
+    def step_generator(self, stage: str) -> torch.Generator:
+        """Noise generator seeded by (seed, stage, global step, rank): resuming redraws the same noise."""
+        stage_id = {"train": 0, "val": 1, "test": 2, "predict": 3}[stage]
+        seed = (self.seed * 1_000_003 + stage_id * 7919 + self.global_step * 131 + self.global_rank) % (2**63)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed)
+        return gen
+
+    # ------------------------------------------------------------------------------ targets
+    @torch.no_grad()
+    def encode_batch(self, batch: dict[str, Any], generator: torch.Generator | None,
+                     sample: bool = True) -> dict[str, torch.Tensor]:
+        """VAE latents of a training batch: image z_I, depth z_D (quantized), normal z_N when needed.
+
+        Returns a dict with "image", "depth", optionally "normal" (B,16,h,w) and "latent_valid"
+        (B,1,h,w) bool, True where every pixel under the latent cell is valid.
+        """
+        bb = self.backbone
+        valid = batch["valid_mask"].bool()
+        latents = {"image": bb.encode(batch["rgb"], sample=sample, generator=generator)}
+        depth_rgb = quantize_depth(batch["depth"], valid, self.quantization)
+        latents["depth"] = bb.encode(depth_rgb, sample=sample, generator=generator)
+        if self.objective_cfg.joint_estimation:
+            latents["normal"] = bb.encode(encode_normals(batch["normal"]), sample=sample, generator=generator)
+        latents["latent_valid"] = latent_valid_mask(valid, bb.vae_scale_factor)
+        return latents
+
+    # ------------------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        gen = self.step_generator("train")
+        latents = self.encode_batch(batch, gen, sample=True)
+        losses = self.objective.loss(self.backbone, latents, generator=gen)
+        bs = batch["rgb"].shape[0]
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
+        opt = self.optimizers(use_pl_optimizer=False)
+        self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
+        return losses["loss"]
+
+    # ------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict_geometry(self, rgb: torch.Tensor, out_size: tuple[int, int] | None = None,
+                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """One zero-shot prediction.
+
+        rgb: (B,3,H,W) in [-1,1], H and W multiples of 16 (resize to a bucket first).
+        Returns "depth": (B,1,H',W') affine-invariant value in [0,1] in the quantization's encoded
+        space (log depth for "log"; larger = farther for direct/log, nearer for inverse), and, when
+        the objective predicts normals, "normal": (B,3,H',W') unit normals (x left, y up, z toward
+        camera); (H',W') = out_size or the input size, resized bilinearly.
+        """
+        size = out_size or tuple(rgb.shape[-2:])
+        z_image = self.backbone.encode(rgb, sample=False)
+        z_depth, z_normal = self.objective.predict(self.backbone, z_image, generator=generator)
+        depth = dequantize_depth(self.backbone.decode(z_depth))
+        out = {"depth": F.interpolate(depth, size=size, mode="bilinear", align_corners=False)}
+        if z_normal is not None:
+            out["normal"] = decode_normals(self.backbone.decode(z_normal), size=size)
+        return out
+
+    @torch.no_grad()
+    def probe_features(self, rgb: torch.Tensor, blocks: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Block feature maps of the first inference forward pass, and the predicted depth.
+
+        Returns ({block name: (h/2, w/2) per-token L2 norm over channels of the block's output at the
+        target tokens}, depth (B,1,H,W) as `predict_geometry`). The first pass sees a zero target
+        with fixed start, else seeded noise, at sigma = 1.
+        """
+        z_image = self.backbone.encode(rgb, sample=False)
+        if self.objective_cfg.fixed_start:
+            start = torch.zeros_like(z_image)
+        else:
+            start = torch.randn(z_image.shape, generator=self.step_generator("predict"),
+                                device=z_image.device, dtype=z_image.dtype)
+        sigma = torch.ones(z_image.shape[0], device=z_image.device)
+        out = self.backbone(start, z_image, sigma, capture=list(blocks))
+        token_hw = (z_image.shape[-2] // 2, z_image.shape[-1] // 2)
+        maps = {name: feature_norm_map(out.features[name][:1], out.num_text_tokens, token_hw, part="target")[0]
+                for name in blocks}
+        return maps, self.predict_geometry(rgb, generator=self.step_generator("predict"))["depth"]
+
+    def _eval_step(self, batch: dict[str, Any], dataloader_idx: int, stage: str) -> None:
+        name = self.evaluator.dataset_name(stage, dataloader_idx, self.trainer)
+        rgb = self.evaluator.model_input(name, batch["rgb"])
+        pred = self.predict_geometry(rgb, out_size=tuple(batch["rgb"].shape[-2:]),
+                                     generator=self.step_generator(stage))
+        self.evaluator.update(name, pred, batch, module=self)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self.evaluator.finish("val", module=self)
+
+    def on_test_epoch_end(self) -> None:
+        self.evaluator.finish("test", module=self)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        rgb = self.evaluator.model_input(None, batch["rgb"])
+        pred = self.predict_geometry(rgb, out_size=tuple(batch["rgb"].shape[-2:]),
+                                     generator=self.step_generator("predict"))
+        pred["name"] = batch.get("name")
+        return pred
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def export_adapter(self, path) -> None:
+        """Trained LoRA adapter as safetensors in the diffusers/peft layout (no-op for full fine-tuning)."""
+        if self.backbone_cfg is not None and self.backbone_cfg.finetune == "lora":
+            save_adapter(self.backbone, str(path))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable tensors (LoRA or full fine-tune) and non-parameter buffers we own."""
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.backbone is None:
+            self.configure_model()
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = trainable - set(checkpoint["state_dict"])
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} trainable tensors, e.g. {sorted(missing)[:3]}: "
+                           "was it saved from a different backbone or LoRA configuration?")
