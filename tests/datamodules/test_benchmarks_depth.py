@@ -79,7 +79,7 @@ def test_nyu_decode_range_and_eigen_crop(tmp_path, rng):
     np.testing.assert_allclose(s["depth"][0].numpy(), d, rtol=1e-6)
     crop = np.zeros((H, W), bool)
     crop[45:471, 41:601] = True
-    expected = (raws[1] > 0) & (d > 1e-3) & (d <= 10.0) & crop
+    expected = (raws[1] > 0) & (d > 1e-3) & (d < 10.0) & crop
     assert torch.equal(s["valid_mask"][0], torch.from_numpy(expected))
     assert bool(s["valid_mask"][0, 100, 100]) and not s["valid_mask"][0, 100, 101] and not s["valid_mask"][0, 100, 102]
     assert not s["valid_mask"][0, 44].any() and not s["valid_mask"][0, :, 601:].any()
@@ -124,7 +124,7 @@ def test_kitti_none_excluded_kb_crop_and_eigen_mask(tmp_path, rng):
     eig = np.zeros((352, 1216), bool)
     eig[int(0.3324324 * 352) : int(0.91351351 * 352), int(0.0359477 * 1216) : int(0.96405229 * 1216)] = True
     assert eig[117:321, 43:1172].all() and eig.sum() == (321 - 117) * (1172 - 43)
-    expected = (d > 1e-5) & (d <= 80.0) & eig
+    expected = (d > 1e-5) & (d < 80.0) & eig
     assert torch.equal(s["valid_mask"][0], torch.from_numpy(expected))
     K = s["intrinsics"].numpy()
     assert K[0, 0] == pytest.approx(700.5) and K[1, 1] == pytest.approx(700.5)
@@ -168,7 +168,7 @@ def test_scannet_png_mm_and_upper_bound(tmp_path, rng):
     s = DepthBenchmark("scannet", tmp_path, PROTO["scannet"])[0]
     d = raw / 1000.0
     np.testing.assert_allclose(s["depth"][0].numpy(), d, rtol=1e-6)
-    assert torch.equal(s["valid_mask"][0], torch.from_numpy((d > 1e-3) & (d <= 10.0)))
+    assert torch.equal(s["valid_mask"][0], torch.from_numpy((d > 1e-3) & (d < 10.0)))
     assert s["rgb"].shape == (3, H, W) and float(s["rgb"].abs().max()) <= 1.0
 
 
@@ -184,7 +184,7 @@ def test_diode_file_mask(tmp_path, rng):
                [f"{base}.png {base}_depth.npy {base}_depth_mask.npy"])
     s = DepthBenchmark("diode", tmp_path, PROTO["diode"])[0]
     np.testing.assert_array_equal(s["depth"][0].numpy(), depth[..., 0])
-    expected = (mask > 0) & (depth[..., 0] > 0.6) & (depth[..., 0] <= 350.0)
+    expected = (mask > 0) & (depth[..., 0] > 0.6) & (depth[..., 0] < 350.0)
     assert torch.equal(s["valid_mask"][0], torch.from_numpy(expected))
     assert s["intrinsics"][0, 0] == pytest.approx(886.81 * W / 1024, rel=1e-5)
 
