@@ -40,3 +40,21 @@ def test_bench_refuses_without_cuda():
         pytest.skip("has CUDA")
     with pytest.raises(SystemExit, match="CUDA"):
         main([])
+
+
+def test_bench_dry_run_on_cpu_with_tiny_dit():
+    import argparse
+
+    from experiments.bench.gpu import run
+    from lightning_modules.backbones.tiny import TINY_FLUX_CONFIG
+
+    args = argparse.Namespace(height=64, width=48, text_tokens=8, rank=4, steps=1, warmup=1, peak_tflops=989.0)
+    out = run(args, torch, device="cpu", dit_config=TINY_FLUX_CONFIG)
+    assert out["image_tokens"] == 2 * 4 * 3 and out["train_step_s"] > 0 and out["infer_forward_s"] > 0
+    assert out["trainable_params"] == 4 * sum(i + o for i, o in _block_linear_shapes(32))
+
+
+def _block_linear_shapes(d, f=4):
+    double = [(d, 6 * d)] * 2 + [(d, d)] * 8 + [(d, f * d), (f * d, d)] * 2
+    single = [(d, 3 * d)] + [(d, d)] * 3 + [(d, f * d), ((1 + f) * d, d)]
+    return double * 2 + single * 4
