@@ -64,7 +64,7 @@ def test_nyu_decode_range_and_eigen_crop(tmp_path, rng):
         rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
         raw = rng.integers(0, 12000, (H, W)).astype(np.uint16)
         raw[:40, :] = 0  # a hole (raw Kinect depth is not filled)
-        raw[100, 100], raw[100, 101], raw[100, 102] = 10000, 10001, 1  # 10 m kept, 10.001 m and 1 mm not
+        raw[100, 100], raw[100, 101], raw[100, 102] = 9999, 10000, 1  # 9.999 m kept; 10 m and 1 mm not (open interval)
         members[f"test/k/rgb_{i}.png"] = png_bytes(rgb)
         members[f"test/k/depth_{i}.png"] = png_bytes(raw)
         lines.append(f"test/k/rgb_{i}.png test/k/depth_{i}.png test/k/filled_{i}.png")
