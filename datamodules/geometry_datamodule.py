@@ -8,8 +8,8 @@ world size come from the attached trainer).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
 
 import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -22,7 +22,7 @@ from datamodules.vkitti import VirtualKITTIDataset
 
 logger = logging.getLogger(__name__)
 
-DatasetOrFactory = Union[Dataset, Callable[[], Dataset]]
+DatasetOrFactory = Dataset | Callable[[], Dataset]
 
 
 @dataclass

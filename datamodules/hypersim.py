@@ -10,15 +10,25 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.io_utils import BadSampleError, SkipCounter, check_policy, make_sample, read_hdf5
-from datamodules.synthetic.hypersim_writer import CSV_NAME, camera_positions_path, frame_paths
+from datamodules.io_utils import (
+    BadSampleError,
+    SkipCounter,
+    check_policy,
+    make_sample,
+    read_hdf5,
+)
+from datamodules.synthetic.hypersim_writer import (
+    CSV_NAME,
+    camera_positions_path,
+    frame_paths,
+)
 from datamodules.transforms import resize
 
 logger = logging.getLogger(__name__)

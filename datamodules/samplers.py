@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch.distributed as dist
@@ -25,7 +25,7 @@ class UnpaddedDistributedSampler(DistributedSampler):
     lengths that differ by one. (A DistributedSampler subclass only so that Lightning does not
     replace it; none of the parent's padding/shuffling is used.)"""
 
-    def __init__(self, dataset_or_length, num_replicas: int | None = None, rank: int | None = None) -> None:  # noqa: D107
+    def __init__(self, dataset_or_length, num_replicas: int | None = None, rank: int | None = None) -> None:
         self.length = dataset_or_length if isinstance(dataset_or_length, int) else len(dataset_or_length)
         self.num_replicas, self.rank = _dist_world(num_replicas, rank)
 

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from datamodules.io_utils import BadSampleError, SkipCounter, make_sample, read_image
 from datamodules.normals_from_depth import normals_from_depth
-from datamodules.synthetic.vkitti_writer import CONDITIONS, SCENES, SKY, depth_path, rgb_path
+from datamodules.synthetic.vkitti_writer import (
+    CONDITIONS,
+    SCENES,
+    SKY,
+    depth_path,
+    rgb_path,
+)
 from datamodules.transforms import crop as crop_sample
 from datamodules.transforms import resize
 

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         write_hypersim(root / "hs", num_scenes=max(1, args.frames // 4), frames_per_scene=4, splits=("train",))
         preprocess_hypersim(root / "hs", root / "hs_cache", "train", max_invalid_fraction=1.0)
         write_vkitti(root / "vk", scenes=("Scene02",), conditions=("clone",), frames_per_condition=max(1, args.frames // 2))
-        vk = dict(scenes=("Scene02",), conditions=("clone",), crop="kb", cache_dir=root / "normals")
+        vk = {"scenes": ("Scene02",), "conditions": ("clone",), "crop": "kb", "cache_dir": root / "normals"}
         results = {
             "hypersim_raw_1024x768": samples_per_second(HypersimDataset(root / "hs", max_invalid_fraction=1.0)),
             "hypersim_cache_1024x768": samples_per_second(HypersimDataset(root / "hs", max_invalid_fraction=1.0, cache_dir=root / "hs_cache")),

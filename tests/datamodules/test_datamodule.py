@@ -20,12 +20,12 @@ def roots(tmp_path_factory):
 
 
 def _config(roots, **kw):
-    base = dict(
-        hypersim_root=str(roots / "hypersim"), vkitti_root=str(roots / "vkitti"), max_invalid_fraction=1.0,
-        vkitti_scenes=("Scene02",), vkitti_conditions=("clone", "fog"), vkitti_crop=None,
-        vkitti_normal_cache_dir=str(roots / "nc"), height=24, width=32, vkitti_height=20, vkitti_width=48,
-        batch_size=2, num_workers=0, batches_per_epoch=40, seed=3,
-    )
+    base = {
+        "hypersim_root": str(roots / "hypersim"), "vkitti_root": str(roots / "vkitti"), "max_invalid_fraction": 1.0,
+        "vkitti_scenes": ("Scene02",), "vkitti_conditions": ("clone", "fog"), "vkitti_crop": None,
+        "vkitti_normal_cache_dir": str(roots / "nc"), "height": 24, "width": 32, "vkitti_height": 20, "vkitti_width": 48,
+        "batch_size": 2, "num_workers": 0, "batches_per_epoch": 40, "seed": 3,
+    }
     base.update(kw)
     return DataConfig(**base)
 
@@ -46,7 +46,7 @@ def test_train_batches_are_whole_and_mixed(roots):
 
 def test_eval_loaders_one_per_benchmark(roots):
     val = HypersimDataset(roots / "hypersim_val", "val", 24, 32, max_invalid_fraction=1.0)
-    factory = lambda: HypersimDataset(roots / "hypersim_val", "val", max_invalid_fraction=1.0)  # noqa: E731
+    factory = lambda: HypersimDataset(roots / "hypersim_val", "val", max_invalid_fraction=1.0)
     dm = GeometryDataModule(_config(roots), val_datasets=[("a", val), ("b", factory)], test_datasets=[("c", val)])
     dm.setup("validate")
     assert dm.val_dataset_names == ["a", "b"]
