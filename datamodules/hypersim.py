@@ -185,6 +185,11 @@ class HypersimDataset(Dataset):
             meta = json.loads(index_file.read_text())
             self.frames = [FrameId(*f) for f in meta["frames"]]
             self.num_dropped_invalid = meta["dropped_invalid"]
+            if meta["max_invalid_fraction"] != max_invalid_fraction:
+                raise ValueError(
+                    f"{index_file}: preprocessed with max_invalid_fraction={meta['max_invalid_fraction']}, "
+                    f"but {max_invalid_fraction} was requested; preprocess again or match the setting"
+                )
         else:
             self.frames = self._scan(read_split(self.root, split), max_invalid_fraction)
         logger.info("%s[%s]: %d frames", name, split, len(self.frames))
@@ -264,7 +269,14 @@ def preprocess_hypersim(
             continue
         np.savez(folder / fid.cache_file, **d)
         kept.append([fid.scene, fid.cam, fid.frame])
-    meta = {"root": str(root), "split": split, "frames": kept, "dropped_invalid": raw.num_dropped_invalid, "skipped": raw.num_skipped + len(raw.frames) - len(kept)}
+    meta = {
+        "root": str(root),
+        "split": split,
+        "max_invalid_fraction": max_invalid_fraction,
+        "frames": kept,
+        "dropped_invalid": raw.num_dropped_invalid,
+        "skipped": raw.num_skipped + len(raw.frames) - len(kept),
+    }
     (folder / "index.json").write_text(json.dumps(meta))
     logger.info("preprocess_hypersim: wrote %d frames to %s", len(kept), folder)
     return folder

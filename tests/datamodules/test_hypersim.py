@@ -207,3 +207,5 @@ def test_raw_and_cache_identical(tmp_path):
         assert a["name"] == b["name"]
         for key in ("rgb", "depth", "valid_mask", "normal", "intrinsics"):
             assert torch.equal(a[key], b[key]), key
+    with pytest.raises(ValueError, match="max_invalid_fraction"):
+        HypersimDataset(raw_root, "train", max_invalid_fraction=0.5, cache_dir=tmp_path / "cache")
