@@ -1,0 +1,1 @@
+"""Micro-benchmarks of project components (`python -m experiments.bench.<name>`)."""

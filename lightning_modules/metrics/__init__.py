@@ -1,0 +1,74 @@
+"""The metric suite (SPEC 7): depth alignment, depth metrics, DSINE normal metrics, protocols.
+
+Functional code (`align_depth`, `depth_metrics`, `angular_error`, `normal_metrics`) holds the
+logic; `DepthMetrics` and `NormalMetrics` are torchmetrics `Metric`s whose states are sums, so
+DDP reduces to exactly the single-process values. Values are fractions; tables multiply by 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lightning_modules.metrics.alignment import (
+    ALIGNMENT_SPACES,
+    DEPTH_FLOOR,
+    DISPARITY_MIN,
+    LOG_DEPTH_CAP,
+    align_depth,
+    fit_scale_shift,
+    resize_to,
+)
+from lightning_modules.metrics.depth import BAD_SAMPLE_POLICIES, DEPTH_METRIC_NAMES, DepthMetrics, depth_metrics
+from lightning_modules.metrics.normal import (
+    MEDIAN_BIN_DEG,
+    NORMAL_METRIC_NAMES,
+    NORMAL_THRESHOLDS_DEG,
+    NormalMetrics,
+    angular_error,
+    normal_metrics,
+)
+from lightning_modules.metrics.protocol import (
+    DEFAULT_PROTOCOL_FILE,
+    BenchmarkProtocols,
+    DepthProtocol,
+    NormalProtocol,
+    load_protocols,
+)
+
+
+@dataclass
+class MetricsConfig:
+    """Options of the metric suite (the per-benchmark protocol lives in benchmarks.yaml)."""
+
+    on_bad_sample: str = "raise"
+    """'raise': a sample without valid pixels or with NaN/inf over them stops evaluation with an
+    error naming it; 'skip': it is excluded, counted (`num_skipped`) and logged as a warning."""
+    normal_median_bin_deg: float = MEDIAN_BIN_DEG
+    """Histogram bin width (degrees) behind NormalMetrics' median; the median is within one bin."""
+
+
+__all__ = [
+    "ALIGNMENT_SPACES",
+    "BAD_SAMPLE_POLICIES",
+    "DEFAULT_PROTOCOL_FILE",
+    "DEPTH_FLOOR",
+    "DEPTH_METRIC_NAMES",
+    "DISPARITY_MIN",
+    "LOG_DEPTH_CAP",
+    "MEDIAN_BIN_DEG",
+    "NORMAL_METRIC_NAMES",
+    "NORMAL_THRESHOLDS_DEG",
+    "BenchmarkProtocols",
+    "DepthMetrics",
+    "DepthProtocol",
+    "MetricsConfig",
+    "NormalMetrics",
+    "NormalProtocol",
+    "align_depth",
+    "angular_error",
+    "depth_metrics",
+    "fit_scale_shift",
+    "load_protocols",
+    "normal_metrics",
+    "resize_to",
+]
