@@ -33,6 +33,17 @@ def to_bhw(x: torch.Tensor, what: str) -> torch.Tensor:
     raise ValueError(f"{what}: expected shape (B,H,W) or (B,1,H,W), got {tuple(x.shape)}")
 
 
+def valid_bbox(valid: torch.Tensor) -> tuple[slice, slice]:
+    """Row and column slices of the smallest box holding every True pixel of a (B,H,W) bool mask
+    (union over the batch; the full extent when nothing is valid). Metrics skip what lies outside."""
+    u8 = valid.view(torch.uint8)  # uint8 max-reductions are much faster than bool any() on CPU
+    rows = torch.nonzero(u8.amax(dim=(0, 2))).flatten()
+    cols = torch.nonzero(u8.amax(dim=(0, 1))).flatten()
+    if rows.numel() == 0:
+        return slice(None), slice(None)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize a prediction bilinearly (align_corners=False, no antialias) to `size` = (H, W).
 
@@ -120,28 +131,27 @@ def align_depth(
             f"align_depth: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
     b = p3.shape[0]
-    p_in = p3.reshape(b, -1)
-    p = p_in.to(torch.float64, copy=space == "none")  # never modify the caller's tensor in place
-    if space != "none":
-        g_in = g3.reshape(b, -1)
-        fit = v3.reshape(b, -1).to(torch.bool)
+    if space == "none":
+        p = p3.to(torch.float64, copy=True)  # never modify the caller's tensor in place
+    else:
+        v3 = v3.to(torch.bool)
+        rows, cols = valid_bbox(v3)  # the fit only reads valid pixels: skip empty borders
+        p_in, g_in, fit = p3[:, rows, cols], g3[:, rows, cols], v3[:, rows, cols]
         if space != "depth":
             fit = fit & (g_in > 0)
         if space == "log":
             fit = fit & (p_in > 0)
-        g = g_in.to(torch.float64, copy=True)
-        if space == "disparity":  # clamp keeps g <= 0 (outside the fit) finite
-            target = g.clamp_min_(torch.finfo(torch.float64).tiny).reciprocal_()
+        g = g_in.to(torch.float64, copy=True)  # contiguous, ours: modified in place
+        if space == "disparity":  # the clamp keeps g <= 0 (outside the fit) finite
+            g = g.clamp_min_(torch.finfo(torch.float64).tiny).reciprocal_()
         elif space == "log":
-            target = g.clamp_min_(torch.finfo(torch.float64).tiny).log_()
-        else:
-            target = g
-        s, t, n = fit_scale_shift(p, target, fit)
+            g = g.clamp_min_(torch.finfo(torch.float64).tiny).log_()
+        s, t, n = fit_scale_shift(p_in.to(torch.float64).reshape(b, -1), g.reshape(b, -1), fit.reshape(b, -1))
         empty = n == 0
         if bool(empty.any()):
             bad = torch.nonzero(empty).flatten().tolist()
             logger.warning("align_depth(%s): no pixel usable for the fit in batch items %s; they become NaN", space, bad)
-        p = torch.addcmul(t[:, None], s[:, None], p, out=g)  # aligned value in the space's own domain
+        p = torch.addcmul(t[:, None, None], s[:, None, None], p3)  # aligned, in the space's own domain
         if space == "disparity":
             p = p.clamp_min_(DISPARITY_MIN).reciprocal_()
         elif space == "log":

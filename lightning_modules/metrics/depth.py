@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
-from lightning_modules.metrics.alignment import rowdot, to_bhw
+from lightning_modules.metrics.alignment import rowdot, to_bhw, valid_bbox
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,9 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> 
         raise ValueError(
             f"depth_metrics: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    b = p3.shape[0]
-    p, g, v = p3.reshape(b, -1), g3.reshape(b, -1), v3.reshape(b, -1).to(torch.bool)
+    v3 = v3.to(torch.bool)
+    rows, cols = valid_bbox(v3)  # invalid borders (e.g. an Eigen crop) contribute nothing: skip them
+    p, g, v = p3[:, rows, cols], g3[:, rows, cols], v3[:, rows, cols]
     out, ok = _depth_metric_values(p, g, v, sanitize=False)
     if not bool(ok.all()):  # maybe NaN/inf/zero outside the mask, which 0*value does not remove
         out, ok = _depth_metric_values(p, g, v, sanitize=True)
@@ -89,22 +90,24 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> 
 def _depth_metric_values(
     p: torch.Tensor, g: torch.Tensor, v: torch.Tensor, sanitize: bool
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Metrics of (B,N) maps with every invalid pixel set to pred = gt = 1 (contributing exactly 0,
+    """Metrics of (B,h,w) maps (views allowed) with every invalid pixel set to pred = gt = 1 (contributing exactly 0,
     and ratio 1 to the delta counts, which is subtracted). Fast path (sanitize=False): done by
     arithmetic, exact when invalid pixels hold finite values; else by torch.where. Returns the
     values and a (B,) bool 'all finite, at least one valid pixel, gt > 0 at valid pixels'."""
+    b = v.shape[0]
     w = v.to(torch.float64)
-    n = w.sum(dim=1)
-    num_invalid = v.shape[1] - n
     if sanitize:
         p = torch.where(v, p.to(torch.float64), 1.0)
         g = torch.where(v, g.to(torch.float64), 1.0)
         diff = p - g
     else:  # 0 + x*1 = x exactly at valid pixels, 1 + x*0 = 1 at invalid ones (finite x)
         diff = 1.0 - w
-        p = torch.addcmul(diff, p.to(torch.float64), w)
-        g = torch.addcmul(diff, g.to(torch.float64), w)
+        p = torch.addcmul(diff, p, w)
+        g = torch.addcmul(diff, g, w)
         diff = torch.sub(p, g, out=diff)
+    p, g, diff, w = p.reshape(b, -1), g.reshape(b, -1), diff.reshape(b, -1), w.reshape(b, -1)
+    n = w.sum(dim=1)
+    num_invalid = w.shape[1] - n
     # in-place steps below reuse dead buffers: the metric suite runs on whole test sets
     adiff = diff.abs_()
     inv_g = g.reciprocal()
@@ -121,7 +124,8 @@ def _depth_metric_values(
         "log10": dlog.abs_().sum(dim=1) / (n * math.log(10.0)),
     }
     for k in (1, 2, 3):  # invalid pixels have ratio exactly 1: remove them from the count
-        out[f"delta{k}"] = (torch.count_nonzero(ratio < 1.25**k, dim=1) - num_invalid) / n
+        below = torch.lt(ratio, 1.25**k).view(torch.uint8).sum(dim=1, dtype=torch.int64)
+        out[f"delta{k}"] = (below - num_invalid) / n
     for val in out.values():
         ok &= torch.isfinite(val)
     return out, ok

@@ -36,11 +36,11 @@ def random_normal_case(b=3, h=20, w=24, seed=0, noise=0.3):
     return torch.from_numpy(pred), torch.from_numpy(gt), torch.from_numpy(valid)
 
 
-def assert_rel(actual, expected, rel=1e-9, what=""):
-    """|a - e| <= rel * max(|e|, 1e-12), with a readable message."""
+def assert_rel(actual, expected, rel=1e-9, what="", atol=1e-13):
+    """|a - e| <= rel * |e| + atol (atol: values that are 0 up to rounding), readable message."""
     a, e = float(actual), float(expected)
     assert math.isfinite(a), f"{what}: got {a}"
-    assert abs(a - e) <= rel * max(abs(e), 1e-12), f"{what}: {a} vs reference {e}"
+    assert abs(a - e) <= rel * abs(e) + atol, f"{what}: {a} vs reference {e}"
 
 
 @pytest.fixture

@@ -145,3 +145,27 @@ def test_all_skipped_compute_raises():
     assert int(metric.num_skipped) == 3
     with pytest.raises(RuntimeError, match="3 skipped"):
         metric.compute()
+
+
+def test_cropped_masks_with_garbage_outside(close):
+    """Eigen-crop style masks (different boxes per image, garbage outside): align + score match the
+    reference; the border skipping must not change anything."""
+    rng = np.random.default_rng(9)
+    gt = rng.uniform(0.5, 10.0, size=(3, 1, 30, 40))
+    valid = np.zeros(gt.shape, dtype=bool)
+    valid[0, 0, 5:20, 7:33] = True
+    valid[1, 0, 9:28, 2:30] = rng.uniform(size=(19, 28)) < 0.8
+    valid[2, 0, 12:13, 20:22] = True  # two pixels only
+    pred = (np.log(gt) + 1.0) / 3.0 + rng.normal(0, 0.05, size=gt.shape)
+    pred[~valid] = -7.0
+    gt_dirty = gt.copy()
+    gt_dirty[~valid] = 0.0
+    t = [torch.from_numpy(x) for x in (pred, gt_dirty, valid)]
+    aligned = align_depth(*t, "log", 1e-3, 10.0)
+    ours = depth_metrics(aligned, t[1], t[2])
+    for i in range(3):
+        a = ref_align(pred[i, 0], gt_dirty[i, 0], valid[i, 0], "log", 1e-3, 10.0)
+        np.testing.assert_allclose(aligned[i, 0].numpy(), a, rtol=1e-9)  # incl. pixels outside the box
+        ref = ref_depth_metrics(a, gt_dirty[i, 0], valid[i, 0])
+        for name in DEPTH_METRIC_NAMES:
+            close(ours[name][i], ref[name], 1e-9, f"image {i} {name}")
