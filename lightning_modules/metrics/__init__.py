@@ -18,7 +18,12 @@ from lightning_modules.metrics.alignment import (
     fit_scale_shift,
     resize_to,
 )
-from lightning_modules.metrics.depth import BAD_SAMPLE_POLICIES, DEPTH_METRIC_NAMES, DepthMetrics, depth_metrics
+from lightning_modules.metrics.depth import (
+    BAD_SAMPLE_POLICIES,
+    DEPTH_METRIC_NAMES,
+    DepthMetrics,
+    depth_metrics,
+)
 from lightning_modules.metrics.normal import (
     MEDIAN_BIN_DEG,
     NORMAL_METRIC_NAMES,

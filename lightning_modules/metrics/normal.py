@@ -88,7 +88,7 @@ class NormalMetrics(Metric):
         self.on_bad_sample = check_policy(on_bad_sample)
         if not 0 < bin_deg <= 1:
             raise ValueError(f"NormalMetrics: bin_deg must be in (0, 1] degrees, got {bin_deg}")
-        self.num_bins = int(math.ceil(180.0 / bin_deg))
+        self.num_bins = math.ceil(180.0 / bin_deg - 1e-9)  # bins no wider than bin_deg
         self.bin_deg = 180.0 / self.num_bins
         self.add_state("sum_err", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("sum_sq", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")

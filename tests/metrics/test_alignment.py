@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from experiments.bench.metrics import ref_align
-from lightning_modules.metrics import align_depth, depth_metrics, fit_scale_shift, resize_to
+from lightning_modules.metrics import (
+    align_depth,
+    depth_metrics,
+    fit_scale_shift,
+    resize_to,
+)
 
 
 @pytest.mark.parametrize("space", ["depth", "disparity", "log", "none"])

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from experiments.bench.metrics import ref_align, ref_depth_metrics
-from lightning_modules.metrics import DEPTH_METRIC_NAMES, DepthMetrics, align_depth, depth_metrics
+from lightning_modules.metrics import (
+    DEPTH_METRIC_NAMES,
+    DepthMetrics,
+    align_depth,
+    depth_metrics,
+)
 
 
 @pytest.mark.parametrize("space", ["depth", "disparity", "log"])

@@ -8,7 +8,12 @@ import pytest
 import torch
 
 from experiments.bench.metrics import ref_angular_errors, ref_normal_metrics
-from lightning_modules.metrics import NORMAL_METRIC_NAMES, NormalMetrics, angular_error, normal_metrics
+from lightning_modules.metrics import (
+    NORMAL_METRIC_NAMES,
+    NormalMetrics,
+    angular_error,
+    normal_metrics,
+)
 
 
 def _unit(deg):
