@@ -90,10 +90,10 @@ def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> 
 def _depth_metric_values(
     p: torch.Tensor, g: torch.Tensor, v: torch.Tensor, sanitize: bool
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Metrics of (B,h,w) maps (views allowed) with every invalid pixel set to pred = gt = 1 (contributing exactly 0,
-    and ratio 1 to the delta counts, which is subtracted). Fast path (sanitize=False): done by
-    arithmetic, exact when invalid pixels hold finite values; else by torch.where. Returns the
-    values and a (B,) bool 'all finite, at least one valid pixel, gt > 0 at valid pixels'."""
+    """Metrics of (B,h,w) maps (views allowed), every invalid pixel set to pred = gt = 1: it adds
+    exactly 0 to the sums and ratio 1 to the delta counts (subtracted again). Fast path
+    (sanitize=False) by arithmetic, exact when invalid pixels hold finite values; else torch.where.
+    Returns the values and a (B,) bool: all finite, a valid pixel, gt > 0 at valid pixels."""
     b = v.shape[0]
     w = v.to(torch.float64)
     if sanitize:

@@ -60,7 +60,9 @@ def normal_metrics(errors: torch.Tensor) -> dict[str, torch.Tensor]:
     e = errors.reshape(-1).to(torch.float64)
     if e.numel() == 0:
         raise ValueError("normal_metrics: no error values to pool")
-    out = {"mean": e.mean(), "median": torch.quantile(e, 0.5), "rmse": (e * e).mean().sqrt()}
+    n = e.numel()  # median: mean of the two middle order statistics (kthvalue has no size limit)
+    median = (torch.kthvalue(e, (n - 1) // 2 + 1).values + torch.kthvalue(e, n // 2 + 1).values) / 2
+    out = {"mean": e.mean(), "median": median, "rmse": (e * e).mean().sqrt()}
     for name, thr in zip(NORMAL_METRIC_NAMES[3:], NORMAL_THRESHOLDS_DEG):
         out[name] = (e < thr).to(torch.float64).mean()
     return out
@@ -114,8 +116,7 @@ class NormalMetrics(Metric):
         self.sum_err += err.sum()
         self.sum_sq += (err * err).sum()
         self.num_pixels += err.numel()
-        thr = torch.tensor(NORMAL_THRESHOLDS_DEG, dtype=torch.float64, device=err.device)
-        self.below += (err[:, None] < thr).sum(dim=0)
+        self.below += torch.stack([torch.lt(err, thr).sum() for thr in NORMAL_THRESHOLDS_DEG])
         idx = (err / self.bin_deg).floor().to(torch.int64).clamp_(0, self.num_bins - 1)
         self.hist += torch.bincount(idx, minlength=self.num_bins)
         self.num_images += keep.sum()

@@ -150,3 +150,9 @@ def test_nan_outside_valid_is_fine():
 def test_empty_compute_raises():
     with pytest.raises(RuntimeError, match="no pixel"):
         NormalMetrics().compute()
+
+
+def test_functional_median_even_count():
+    out = normal_metrics(torch.tensor([4.0, 1.0, 3.0, 2.0]))
+    assert float(out["median"]) == 2.5 and float(out["mean"]) == 2.5
+    assert float(normal_metrics(torch.tensor([7.0, 1.0, 3.0]))["median"]) == 3.0
