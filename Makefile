@@ -17,32 +17,74 @@ PRECISION   ?= 32-true
 MAX_EPOCHS  ?=
 MAX_STEPS   ?=
 CHECKPOINTS ?=
-SYNTH_DIR   ?= data/synthetic
 
-TRAINER_ARGS := trainer.devices=$(DEVICES) trainer.num_nodes=$(NUM_NODES) \
-                trainer.strategy=$(STRATEGY) trainer.precision=$(PRECISION) \
-                $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) \
-                $(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS))
+SYNTH_DIR   := data/synthetic
+CFG         := experiments/configs
+TRAIN_OVR   := trainer.devices=$(DEVICES) trainer.num_nodes=$(NUM_NODES) \
+               trainer.strategy=$(STRATEGY) trainer.precision=$(PRECISION) \
+               $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) \
+               $(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS))
 RUN := $(PY) -m experiments
 
-.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e \
+# Data: procedural scenes (embedded default) or the real releases under DATA_ROOT.
+ifeq ($(DATA_ROOT),)
+DATA_CFG := --config $(CFG)/data/synthetic.yaml
+DATA_OVR :=
+DATA_DEP := $(SYNTH_DIR)/SYNTHETIC.txt
+else
+DATA_CFG := --config $(CFG)/data/real.yaml
+DATA_OVR := data.hypersim_root=$(DATA_ROOT)/hypersim data.vkitti_root=$(DATA_ROOT)/vkitti2 evaluation.root=$(DATA_ROOT)/eval
+DATA_DEP :=
+endif
+# Backbones: tiny random-init models (embedded default) or real weights under WEIGHTS.
+ifeq ($(WEIGHTS),)
+EDITOR_CFG    :=
+GENERATOR_CFG :=
+EDITOR_OVR    :=
+GENERATOR_OVR :=
+else
+EDITOR_CFG    := --config $(CFG)/backbone/step1x-edit.yaml
+GENERATOR_CFG := --config $(CFG)/backbone/flux-dev.yaml
+EDITOR_OVR    := backbone.weights=$(WEIGHTS)/step1x-edit backbone.prompt_embeds=$(WEIGHTS)/step1x-edit/empty_prompt.safetensors
+GENERATOR_OVR := backbone.weights=$(WEIGHTS)/flux-dev backbone.prompt_embeds=$(WEIGHTS)/flux-dev/empty_prompt.safetensors
+endif
+RECIPE ?= improved
+RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
+
+# train(config, role, run folder): fresh training of one run, then its evaluation on $(4)
+define train_eval
+	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) overwrite=true
+	$(RUN) evaluate --checkpoint $(3) --benchmarks $(4)
+endef
+
+ABL_EVT := runs/ablation-editor-vs-t2i
+FE2E_ROWS_EDITOR := 2 3 4 5 6 7 9
+FE2E_ROWS_GENERATOR := 1 8
+DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
+NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
+DEPTH_RUNS  := $(or $(CHECKPOINTS),runs/fe2e/fe2e,$(ABL_EVT)/editor,$(ABL_EVT)/generator)
+NORMAL_RUNS := $(or $(CHECKPOINTS),runs/fe2e/fe2e)
+comma := ,
+
+.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
         table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean
 
 help: ## list the targets and variables
 	@echo "FE2E-Lightning: editor vs text-to-image generator fine-tuned for depth and normals."
 	@echo
 	@echo "Targets:"
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables (make VAR=value TARGET):"
-	@echo "  DATA_ROOT    real datasets root (hypersim/, vkitti2/, eval/); unset = procedural scenes in SYNTH_DIR"
+	@echo "  DATA_ROOT    real datasets root (hypersim/, vkitti2/, eval/); unset = procedural scenes in data/synthetic"
 	@echo "  WEIGHTS      local folder of real weights; unset = tiny randomly initialised backbones"
 	@echo "  DEVICES      GPUs (or CPU processes) per node [$(DEVICES)]"
 	@echo "  NUM_NODES    machines [$(NUM_NODES)]"
 	@echo "  STRATEGY     auto | ddp | fsdp [$(STRATEGY)]"
 	@echo "  PRECISION    Lightning trainer precision [$(PRECISION)] (the DiT itself runs bf16 inside the backbone)"
 	@echo "  MAX_EPOCHS / MAX_STEPS   override the training length"
-	@echo "  CHECKPOINTS  comma-separated runs or .ckpt files for table-depth / table-normal"
+	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: runs/fe2e/fe2e + the ablation runs)"
+	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -64,6 +106,42 @@ test-gpu: $(STAMP) ## run the GPU tests (needs CUDA)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check lightning_modules datamodules experiments analysis tests
+
+synth: $(DATA_DEP) ## write the procedural scenes of the embedded default to data/synthetic (once)
+
+$(SYNTH_DIR)/SYNTHETIC.txt: | $(STAMP)
+	$(RUN) synth --out $(SYNTH_DIR)
+
+ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## editor vs generator, same recipe (RECIPE=improved|direct); table, loss curves, features
+	$(call train_eval,$(CFG)/ablation/editor_vs_t2i/editor.yaml,EDITOR,$(ABL_EVT)/editor,kitti$(comma)eth3d)
+	$(call train_eval,$(CFG)/ablation/editor_vs_t2i/generator.yaml,GENERATOR,$(ABL_EVT)/generator,kitti$(comma)eth3d)
+	$(RUN) report-ablation $(ABL_EVT) --runs editor,generator --out results/ablation-editor-vs-t2i
+
+ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
+	$(foreach r,$(FE2E_ROWS_EDITOR),$(call train_eval,$(CFG)/ablation/fe2e/row$(r).yaml,EDITOR,runs/ablation-fe2e/row$(r),kitti$(comma)eth3d)
+	)
+	$(foreach r,$(FE2E_ROWS_GENERATOR),$(call train_eval,$(CFG)/ablation/fe2e/row$(r).yaml,GENERATOR,runs/ablation-fe2e/row$(r),kitti$(comma)eth3d)
+	)
+	$(RUN) report-ablation runs/ablation-fe2e --out results/ablation-fe2e
+
+fe2e: $(STAMP) $(DATA_DEP) ## train FE2E as published (row 9: depth + normals) into runs/fe2e/fe2e
+	$(call train_eval,$(CFG)/fe2e.yaml,EDITOR,runs/fe2e/fe2e,kitti$(comma)eth3d)
+
+# Runs the tables evaluate by default are trained once if missing.
+runs/fe2e/fe2e/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
+	$(MAKE) fe2e
+$(ABL_EVT)/%/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
+	$(MAKE) ablation-editor-vs-t2i
+
+table-depth: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(foreach r,$(subst $(comma), ,$(DEPTH_RUNS)),$(r)/checkpoints/last.ckpt)) ## zero-shot depth table (CHECKPOINTS=run,run... to choose runs)
+	$(foreach r,$(subst $(comma), ,$(DEPTH_RUNS)),$(RUN) evaluate --checkpoint $(r) --benchmarks $(DEPTH_BENCHMARKS)
+	)
+	$(RUN) table depth --runs $(DEPTH_RUNS) --out results/table-depth
+
+table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,runs/fe2e/fe2e/checkpoints/last.ckpt) ## zero-shot normal table (CHECKPOINTS=run,run...)
+	$(foreach r,$(subst $(comma), ,$(NORMAL_RUNS)),$(RUN) evaluate --checkpoint $(r) --benchmarks $(NORMAL_BENCHMARKS)
+	)
+	$(RUN) table normal --runs $(NORMAL_RUNS) --out results/table-normal
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006

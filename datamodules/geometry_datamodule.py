@@ -15,9 +15,9 @@ import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
-from datamodules.samplers import MixedBatchSampler, UnpaddedDistributedSampler
+from datamodules.samplers import FlippedIndexDataset, MixedBatchSampler, UnpaddedDistributedSampler
 from datamodules.synthetic.vkitti_writer import CONDITIONS, SCENES
-from datamodules.transforms import RandomHFlip
+from datamodules.transforms import hflip
 from datamodules.vkitti import VirtualKITTIDataset
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class DataConfig:
     num_workers: int = 2
     """DataLoader worker processes per device (0 = load in the main process)."""
     hflip_prob: float = 0.5
-    """Probability of a horizontal flip of a training sample (normal x negated, cx mirrored)."""
+    """Probability of a horizontal flip of a training sample (normal x negated, cx mirrored), drawn
+    by the batch sampler from (seed, epoch, rank), so augmentation is reproducible across resumes."""
     batches_per_epoch: int | None = None
     """Training batches per epoch and device; None = total train samples // (batch_size * world size)."""
     seed: int = 0
@@ -115,16 +116,15 @@ class GeometryDataModule(L.LightningDataModule):
 
     def build_train_sources(self) -> list[tuple[str, Dataset, float]]:
         c = self.config
-        flip = RandomHFlip(c.hflip_prob) if c.hflip_prob > 0 else None
         sources = []
         if c.hypersim_root is not None and c.hypersim_probability > 0:
-            ds = HypersimDataset(c.hypersim_root, c.hypersim_split, c.height, c.width, c.max_invalid_fraction, c.on_bad_sample, c.hypersim_cache_dir, flip)
+            ds = HypersimDataset(c.hypersim_root, c.hypersim_split, c.height, c.width, c.max_invalid_fraction, c.on_bad_sample, c.hypersim_cache_dir)
             sources.append(("hypersim", ds, c.hypersim_probability))
         if c.vkitti_root is not None and c.vkitti_probability > 0:
             ds = VirtualKITTIDataset(
                 c.vkitti_root, c.vkitti_scenes, c.vkitti_conditions, c.vkitti_cameras, c.vkitti_crop, c.vkitti_max_depth,
                 height=c.vkitti_height, width=c.vkitti_width, cache_dir=c.vkitti_normal_cache_dir,
-                on_bad_sample=c.on_bad_sample, transform=flip,
+                on_bad_sample=c.on_bad_sample,
             )
             sources.append(("vkitti", ds, c.vkitti_probability))
         if not sources:
@@ -148,9 +148,10 @@ class GeometryDataModule(L.LightningDataModule):
         concat = ConcatDataset([ds for _, ds, _ in self.train_sources])
         sampler = MixedBatchSampler(
             [len(ds) for _, ds, _ in self.train_sources], c.batch_size, [p for _, _, p in self.train_sources],
-            num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank,
+            num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
         )
-        return DataLoader(concat, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory, persistent_workers=c.num_workers > 0)
+        dataset = FlippedIndexDataset(concat, hflip) if c.hflip_prob > 0 else concat
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory, persistent_workers=c.num_workers > 0)
 
     def _eval_loaders(self, sets: list[tuple[str, Dataset]]) -> list[DataLoader]:
         rank, world = self._rank_world()

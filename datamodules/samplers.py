@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 def _dist_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -47,6 +47,11 @@ class MixedBatchSampler(Sampler[list[int]]):
     into the concatenation. The stream is a pure function of (seed, epoch, rank): each rank gets a
     different but reproducible stream; call `set_epoch` each epoch. `num_batches` per epoch and
     rank defaults to sum(sizes) // (batch_size * num_replicas).
+
+    `flip_prob` > 0 also decides horizontal flips: a flipped sample's index is shifted by sum(sizes),
+    for a `FlippedIndexDataset` over the concatenation. Flips are drawn from their own stream of
+    (seed, epoch, rank), so augmentation too is reproducible and survives a resume (a transform
+    drawing from the global RNG would not).
     """
 
     def __init__(
@@ -58,7 +63,11 @@ class MixedBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int | None = None,
         rank: int | None = None,
+        flip_prob: float = 0.0,
     ) -> None:
+        if not 0.0 <= flip_prob <= 1.0:
+            raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
+        self.flip_prob = flip_prob
         if len(sizes) != len(probabilities):
             raise ValueError(f"{len(sizes)} dataset sizes but {len(probabilities)} probabilities")
         probs = np.asarray(probabilities, dtype=np.float64)
@@ -82,6 +91,8 @@ class MixedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        flip_rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
+        total = sum(self.sizes)
         perms = [np.empty(0, dtype=int) for _ in self.sizes]
         pos = [0] * len(self.sizes)
         for _ in range(self.num_batches):
@@ -91,6 +102,8 @@ class MixedBatchSampler(Sampler[list[int]]):
                 pos[k] = 0
             batch = perms[k][pos[k] : pos[k] + self.batch_size] + self.offsets[k]
             pos[k] += self.batch_size
+            if self.flip_prob > 0:
+                batch = batch + total * (flip_rng.random(len(batch)) < self.flip_prob)
             yield batch.tolist()
 
 
@@ -100,3 +113,18 @@ class _EpochForwarder:
 
     def set_epoch(self, epoch: int) -> None:
         self.owner.set_epoch(epoch)
+
+
+class FlippedIndexDataset(Dataset):
+    """Index i < n gives base[i]; index n + i gives base[i] mirrored by `flip` (see MixedBatchSampler)."""
+
+    def __init__(self, base: Dataset, flip) -> None:
+        self.base, self.flip, self.n = base, flip, len(base)
+
+    def __len__(self) -> int:
+        return 2 * self.n
+
+    def __getitem__(self, index: int) -> dict:
+        if index >= self.n:
+            return self.flip(self.base[index - self.n])
+        return self.base[index]

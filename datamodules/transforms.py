@@ -77,13 +77,3 @@ def hflip(sample: dict) -> dict:
     K[0, 2] = (w - 1) - K[0, 2]
     out["intrinsics"] = K
     return out
-
-
-class RandomHFlip:
-    """Flip with probability `p` (picklable, for use inside datasets run by loader workers)."""
-
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = p
-
-    def __call__(self, sample: dict) -> dict:
-        return hflip(sample) if torch.rand(()) < self.p else sample

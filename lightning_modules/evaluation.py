@@ -46,9 +46,9 @@ class EvalConfig:
     """YAML table of per-benchmark protocols (valid range, crop, input size, alignment)."""
     alignment: str = "auto"
     """Depth alignment: 'auto' = the space matching the quantization (log -> log), or an explicit one."""
-    input_size: list[int] | None = None
-    """(H, W) fed to the model for every benchmark, overriding the protocol's resize bucket
-    (the CPU demo uses a small size; None = FE2E's buckets)."""
+    input_scale: float = 1.0
+    """Scale of FE2E's model input size per benchmark (each side rounded to a multiple of 16);
+    1.0 = the paper's buckets, the CPU demo uses 0.25."""
     on_bad_sample: str = "raise"
     """'raise' or 'skip' (counted and logged) for a prediction with NaN or a sample with no valid pixel."""
     output_dir: str | None = None
@@ -61,8 +61,8 @@ class EvalConfig:
             raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got '{self.alignment}'")
         if self.on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got '{self.on_bad_sample}'")
-        if self.input_size is not None and (len(self.input_size) != 2 or any(s % 16 for s in self.input_size)):
-            raise ValueError(f"input_size must be [H, W] with multiples of 16, got {self.input_size}")
+        if not 0 < self.input_scale <= 4:
+            raise ValueError(f"input_scale must be in (0, 4], got {self.input_scale}")
 
 
 def bucket_size(height: int, width: int) -> tuple[int, int]:
@@ -106,15 +106,14 @@ class BenchmarkEvaluator(nn.Module):
         return names[dataloader_idx]
 
     def model_input(self, name: str | None, rgb: torch.Tensor) -> torch.Tensor:
-        """RGB resized (bilinear) to the model's input size for this benchmark."""
-        if self.cfg.input_size is not None:
-            size = tuple(self.cfg.input_size)
-        elif name in self.depth_protocols:
+        """RGB resized (bilinear) to the model's input size for this benchmark (times input_scale)."""
+        if name in self.depth_protocols:
             size = tuple(self.depth_protocols[name].input_size)
         elif name in self.normal_protocols:
             size = tuple(self.normal_protocols[name].input_size)
         else:
             size = bucket_size(*rgb.shape[-2:])
+        size = tuple(max(16, int(round(s * self.cfg.input_scale / 16)) * 16) for s in size)
         if tuple(rgb.shape[-2:]) == size:
             return rgb
         return F.interpolate(rgb, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)

@@ -37,3 +37,21 @@ def test_unpadded_sampler_partitions_exactly():
     assert parts[0] == [0, 4, 8] and parts[3] == [3, 7]
     assert sorted(i for p in parts for i in p) == list(range(n))
     assert [len(UnpaddedDistributedSampler(n, world, r)) for r in range(world)] == [3, 3, 3, 2]
+
+
+def test_flip_stream_is_seeded_and_leaves_the_order_unchanged():
+    from datamodules.samplers import FlippedIndexDataset
+
+    sizes = [30, 10]
+    plain = list(MixedBatchSampler(sizes, 2, [0.9, 0.1], num_batches=400, seed=3, num_replicas=1, rank=0))
+    sampler = MixedBatchSampler(sizes, 2, [0.9, 0.1], num_batches=400, seed=3, num_replicas=1, rank=0, flip_prob=0.5)
+    flipped = list(sampler)
+    assert flipped == list(sampler)  # same (seed, epoch, rank) -> same stream
+    total = sum(sizes)
+    assert [[i % total for i in b] for b in flipped] == plain  # flips do not change which samples
+    frac = np.mean([i >= total for b in flipped for i in b])
+    assert abs(frac - 0.5) < 0.04  # 800 draws: 4 standard deviations
+    sampler.set_epoch(1)
+    assert list(sampler) != flipped
+    ds = FlippedIndexDataset(list(range(5)), flip=lambda x: -x - 100)
+    assert len(ds) == 10 and ds[2] == 2 and ds[7] == -102

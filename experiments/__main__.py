@@ -1,0 +1,53 @@
+"""Command line: `python -m experiments {train,evaluate,predict,synth,preprocess,cache-prompt,plot-curves,table,report-ablation} ...`.
+
+Each sub-command lives in `experiments/commands/`; this file only parses arguments and dispatches.
+Config-taking commands accept YAML files (`--config`, repeatable) and trailing `key=value` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from experiments.config_loading import ConfigError
+
+COMMANDS = {
+    "train": ("train", "fine-tune a backbone (FE2E editor or T2I generator) from YAML config + key=value"),
+    "evaluate": ("evaluate", "score a run or checkpoint on zero-shot benchmarks; writes metrics.json + CSVs"),
+    "predict": ("predict", "depth/normal maps for an image or a folder of images"),
+    "synth": ("synth", "write procedural scenes in every real on-disk format (Hypersim, VKITTI, benchmarks)"),
+    "preprocess": ("preprocess", "build the fast Hypersim cache from the raw HDF5 release"),
+    "cache-prompt": ("cache_prompt", "cache the empty-prompt text conditioning of a real backbone"),
+    "plot-curves": ("plot_curves", "training-loss curves of runs from their TensorBoard event files"),
+    "table": ("table", "depth or normal benchmark table (ours + published rows, average rank)"),
+    "report-ablation": ("report_ablation", "table, loss curves and feature figure of an ablation experiment"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments",
+                                     description="FE2E-Lightning: editor vs generator fine-tuned for dense geometry.")
+    parser.add_argument("--log-level", default="INFO", help="python logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(f"experiments.commands.{module}").add_arguments(cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module = importlib.import_module(f"experiments.commands.{COMMANDS[args.command][0]}")
+    try:
+        module.run(args)
+    except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

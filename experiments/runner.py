@@ -1,0 +1,151 @@
+"""From a validated ExperimentConfig to Lightning objects: module, datamodule, strategy, trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import subprocess
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from experiments.callbacks import FeatureProbe
+from experiments.config import ExperimentConfig
+from experiments.config_loading import to_yaml
+from lightning_modules.fe2e import FE2EModule
+from lightning_modules.t2i_baseline import T2IBaselineModule
+
+log = logging.getLogger(__name__)
+
+
+def build_module(cfg: ExperimentConfig) -> FE2EModule:
+    """FE2EModule for method 'fe2e', T2IBaselineModule for 't2i'; the backbone is built lazily."""
+    cls = FE2EModule if cfg.method == "fe2e" else T2IBaselineModule
+    evaluation = dataclasses.replace(cfg.evaluation, output_dir=str(cfg.run_dir))
+    return cls(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
+               optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+
+
+def build_strategy(cfg: ExperimentConfig):
+    """The Lightning strategy: FSDP wraps (and optionally checkpoints) each transformer block."""
+    if cfg.trainer.strategy != "fsdp":
+        return cfg.trainer.strategy
+    from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
+    from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformerBlock
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    blocks = {FluxTransformerBlock, FluxSingleTransformerBlock, QwenImageTransformerBlock}
+    return FSDPStrategy(
+        auto_wrap_policy=blocks,
+        activation_checkpointing_policy=blocks if cfg.backbone.gradient_checkpointing else None,
+        use_orig_params=True,  # LoRA: frozen and trainable tensors share a flat parameter
+        sharding_strategy="FULL_SHARD",
+    )
+
+
+def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list | None = None) -> L.Trainer:
+    """A Trainer logging to {runs_dir}/{experiment}/{run}/ (TensorBoard events beside config.yaml)."""
+    t = cfg.trainer
+    logger = TensorBoardLogger(save_dir=cfg.runs_dir, name=cfg.experiment, version=cfg.run,
+                               default_hp_metric=False)
+    callbacks = list(callbacks or [])
+    if train:
+        callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
+                                         auto_insert_metric_name=False, save_last=True, save_top_k=-1,
+                                         every_n_epochs=1))
+        if cfg.features.blocks:
+            callbacks.append(FeatureProbe(cfg.features.blocks, cfg.run_dir, cfg.features.every_n_epochs))
+    optional = {k: getattr(t, k) for k in ("limit_train_batches", "limit_val_batches", "val_check_interval",
+                                           "gradient_clip_val") if getattr(t, k) is not None}
+    return L.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=build_strategy(cfg),
+        precision=t.precision, max_epochs=t.max_epochs, max_steps=t.max_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, num_sanity_val_steps=t.num_sanity_val_steps,
+        log_every_n_steps=t.log_every_n_steps, accumulate_grad_batches=t.accumulate_grad_batches,
+        enable_progress_bar=t.enable_progress_bar, deterministic=t.deterministic, logger=logger,
+        use_distributed_sampler=False,  # the datamodule shards every loader itself (no padding)
+        callbacks=callbacks, default_root_dir=str(cfg.run_dir), **optional,
+    )
+
+
+def git_commit() -> str:
+    """The current commit hash (+ '-dirty' with uncommitted changes), or 'unknown' outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def prepare_run_dir(cfg: ExperimentConfig) -> None:
+    """Refuse (or with overwrite=true, clear) a fresh start in a folder that already holds a run."""
+    run_dir = cfg.run_dir
+    if cfg.resume is not None or not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    if not cfg.overwrite:
+        raise FileExistsError(f"{run_dir} already holds a run: resume it with resume=last, "
+                              "or pass overwrite=true to delete it and start fresh")
+    shutil.rmtree(run_dir)
+
+
+def write_run_metadata(cfg: ExperimentConfig) -> None:
+    """config.yaml (resolved) and the git commit into the run folder (rank 0 only)."""
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    (run_dir / "git_commit.txt").write_text(git_commit() + "\n")
+
+
+def run_meta(cfg: ExperimentConfig, steps: int) -> dict:
+    """What a run ran on, for labelling every table and plot made from it."""
+    return {"method": cfg.method, "backbone": cfg.backbone.name,
+            "weights": "pretrained" if cfg.backbone.weights else "random-init",
+            "data": data_label(cfg), "steps": int(steps),
+            "run": f"{cfg.experiment}/{cfg.run}", "quantization": cfg.quantization,
+            "objective": dataclasses.asdict(cfg.objective)}
+
+
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+
+
+def data_label(cfg: ExperimentConfig) -> str:
+    """'synthetic' when the data roots hold procedurally rendered scenes (they carry a marker file)."""
+    roots = [r for r in (cfg.evaluation.root, cfg.data.hypersim_root, cfg.data.vkitti_root) if r]
+    synthetic = any((Path(r) / SYNTHETIC_MARKER).exists() or (Path(r).parent / SYNTHETIC_MARKER).exists()
+                    for r in roots)
+    return "synthetic" if synthetic else "real"
+
+
+def update_metrics_meta(cfg: ExperimentConfig, steps: int) -> None:
+    path = cfg.run_dir / "metrics.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["meta"] = run_meta(cfg, steps)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
+    """The checkpoint to resume from, or None; 'last' = this run's checkpoints/last.ckpt."""
+    if cfg.resume is None:
+        return None
+    path = cfg.run_dir / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={cfg.resume!r}: no checkpoint at {path}")
+    return str(path)
+
+
+def load_trained_weights(module: FE2EModule, ckpt: str | Path) -> int:
+    """Load the trainable tensors of a Lightning checkpoint into `module`; returns its global step."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    module.configure_model()
+    module.on_load_checkpoint(state)
+    result = module.load_state_dict(state["state_dict"], strict=False)
+    if result.unexpected_keys:
+        raise KeyError(f"{ckpt}: tensors the model does not have, e.g. {result.unexpected_keys[:3]}")
+    return int(state.get("global_step", 0))
