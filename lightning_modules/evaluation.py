@@ -159,6 +159,14 @@ class BenchmarkEvaluator(nn.Module):
         self.images_logged[name] = count + 1
 
     # ------------------------------------------------------------------------ per epoch
+    def start(self) -> None:
+        """Fresh metric states for this process. Needed beyond tidiness: a module pickled to spawned
+        workers (ddp_spawn) carries its CPU state tensors in SHARED memory, where in-place updates
+        would leak between ranks; reset() replaces them with private copies."""
+        for metric in (*self.depth_metrics.values(), *self.normal_metrics.values()):
+            metric.reset()
+        self.rows, self.images_logged, self.skipped_normal = {}, {}, {}
+
     def finish(self, stage: str, module) -> dict[str, dict[str, dict[str, float]]]:
         """Compute, log and reset every benchmark's metrics; at test time also write the files."""
         results: dict[str, dict[str, dict[str, float]]] = {"depth": {}, "normal": {}}

@@ -201,6 +201,12 @@ class DenseGeometryModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx, "test")
 
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.start()
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluator.start()
+
     def on_validation_epoch_end(self) -> None:
         self.evaluator.finish("val", module=self)
 
