@@ -88,7 +88,6 @@ help: ## list the targets and variables
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -118,10 +117,12 @@ ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## editor vs generator, same recipe
 	$(RUN) report-ablation $(ABL_EVT) --runs editor,generator --out results/ablation-editor-vs-t2i
 
 ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
-	$(foreach r,$(FE2E_ROWS_EDITOR),$(call train_eval,$(CFG)/ablation/fe2e/row$(r).yaml,EDITOR,runs/ablation-fe2e/row$(r),kitti$(comma)eth3d)
-	)
-	$(foreach r,$(FE2E_ROWS_GENERATOR),$(call train_eval,$(CFG)/ablation/fe2e/row$(r).yaml,GENERATOR,runs/ablation-fe2e/row$(r),kitti$(comma)eth3d)
-	)
+	set -e; for r in $(FE2E_ROWS_EDITOR); do \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
+	set -e; for r in $(FE2E_ROWS_GENERATOR); do \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
 	$(RUN) report-ablation runs/ablation-fe2e --out results/ablation-fe2e
 
 fe2e: $(STAMP) $(DATA_DEP) ## train FE2E as published (row 9: depth + normals) into runs/fe2e/fe2e
@@ -134,20 +135,18 @@ $(ABL_EVT)/%/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
 	$(MAKE) ablation-editor-vs-t2i
 
 table-depth: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(foreach r,$(subst $(comma), ,$(DEPTH_RUNS)),$(r)/checkpoints/last.ckpt)) ## zero-shot depth table (CHECKPOINTS=run,run... to choose runs)
-	$(foreach r,$(subst $(comma), ,$(DEPTH_RUNS)),$(RUN) evaluate --checkpoint $(r) --benchmarks $(DEPTH_BENCHMARKS)
-	)
+	set -e; for r in $(subst $(comma), ,$(DEPTH_RUNS)); do $(RUN) evaluate --checkpoint $$r --benchmarks $(DEPTH_BENCHMARKS); done
 	$(RUN) table depth --runs $(DEPTH_RUNS) --out results/table-depth
 
 table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,runs/fe2e/fe2e/checkpoints/last.ckpt) ## zero-shot normal table (CHECKPOINTS=run,run...)
-	$(foreach r,$(subst $(comma), ,$(NORMAL_RUNS)),$(RUN) evaluate --checkpoint $(r) --benchmarks $(NORMAL_BENCHMARKS)
-	)
+	set -e; for r in $(subst $(comma), ,$(NORMAL_RUNS)); do $(RUN) evaluate --checkpoint $$r --benchmarks $(NORMAL_BENCHMARKS); done
 	$(RUN) table normal --runs $(NORMAL_RUNS) --out results/table-normal
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
 
 bench-metrics: $(STAMP) ## time the batched metric suite vs a per-image NumPy reference (654 maps 480x640)
-	$(PY) -m experiments.bench.metrics
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
 
 bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI
 	$(PY) -m experiments.bench.data

@@ -15,7 +15,11 @@ import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
-from datamodules.samplers import FlippedIndexDataset, MixedBatchSampler, UnpaddedDistributedSampler
+from datamodules.samplers import (
+    FlippedIndexDataset,
+    MixedBatchSampler,
+    UnpaddedDistributedSampler,
+)
 from datamodules.synthetic.vkitti_writer import CONDITIONS, SCENES
 from datamodules.transforms import hflip
 from datamodules.vkitti import VirtualKITTIDataset

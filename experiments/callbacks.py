@@ -9,7 +9,6 @@ import lightning as L
 import numpy as np
 import torch
 
-
 log = logging.getLogger(__name__)
 
 

@@ -7,9 +7,9 @@ composes them and adds the run and trainer settings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from datamodules.geometry_datamodule import DataConfig
 from experiments.config_loading import ConfigError, load_config

@@ -35,8 +35,13 @@ def build_strategy(cfg: ExperimentConfig):
     """The Lightning strategy: FSDP wraps (and optionally checkpoints) each transformer block."""
     if cfg.trainer.strategy != "fsdp":
         return cfg.trainer.strategy
-    from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
-    from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformerBlock
+    from diffusers.models.transformers.transformer_flux import (
+        FluxSingleTransformerBlock,
+        FluxTransformerBlock,
+    )
+    from diffusers.models.transformers.transformer_qwenimage import (
+        QwenImageTransformerBlock,
+    )
     from lightning.pytorch.strategies import FSDPStrategy
 
     blocks = {FluxTransformerBlock, FluxSingleTransformerBlock, QwenImageTransformerBlock}

@@ -14,7 +14,10 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from datamodules.synthetic.benchmark_writers import write_depth_benchmarks, write_normal_benchmarks
+from datamodules.synthetic.benchmark_writers import (
+    write_depth_benchmarks,
+    write_normal_benchmarks,
+)
 from datamodules.synthetic.training import write_training_scenes
 
 log = logging.getLogger(__name__)

@@ -45,7 +45,7 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
     return 1.0
 
 
-def build_optimizer(params, cfg: OptimConfig, total_steps: int | float):
+def build_optimizer(params, cfg: OptimConfig, total_steps: float):
     """Lightning's optimizer dict: AdamW + a per-step LambdaLR."""
     total = int(total_steps) if math.isfinite(total_steps) else 0
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,

@@ -155,8 +155,8 @@ def _look_rotation(yaw: float, pitch: float) -> np.ndarray:
 
 def _room(rng: np.random.Generator):
     s = _Scene()
-    w, l, h = rng.uniform(4.0, 7.0), rng.uniform(6.0, 9.0), rng.uniform(2.6, 3.2)
-    x0, x1, z0, z1 = -w / 2, w / 2, -l, 0.0
+    w, length, h = rng.uniform(4.0, 7.0), rng.uniform(6.0, 9.0), rng.uniform(2.6, 3.2)
+    x0, x1, z0, z1 = -w / 2, w / 2, -length, 0.0
     s.quad(1, 0.0, (x0, z0), (x1, z1), 0)  # floor
     s.quad(1, h, (x0, z0), (x1, z1), 1)  # ceiling
     # far wall (z = z0), in about a quarter of the rooms with an opening to the void
@@ -174,12 +174,12 @@ def _room(rng: np.random.Generator):
     eid = 6
     for _ in range(int(rng.integers(2, 5))):
         bw, bd, bh = rng.uniform(0.4, 1.2, 3)
-        cx, cz = rng.uniform(x0 + bw, x1 - bw), rng.uniform(z0 + bd, z0 + 0.6 * l)
+        cx, cz = rng.uniform(x0 + bw, x1 - bw), rng.uniform(z0 + bd, z0 + 0.6 * length)
         s.box((cx - bw / 2, 0, cz - bd / 2), (cx + bw / 2, bh, cz + bd / 2), eid)
         eid += 1
     for _ in range(int(rng.integers(1, 3))):
         r = rng.uniform(0.2, 0.5)
-        s.sphere((rng.uniform(x0 + r, x1 - r), rng.uniform(r, 1.5), rng.uniform(z0 + r, z0 + 0.6 * l)), r, eid)
+        s.sphere((rng.uniform(x0 + r, x1 - r), rng.uniform(r, 1.5), rng.uniform(z0 + r, z0 + 0.6 * length)), r, eid)
         eid += 1
     cam = np.array([rng.uniform(-0.3, 0.3) * w, rng.uniform(1.2, 1.7), -rng.uniform(0.3, 1.0)])
     return s, cam, rng.uniform(-0.35, 0.35), rng.uniform(-0.15, 0.05)

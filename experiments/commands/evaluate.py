@@ -12,7 +12,12 @@ import logging
 from experiments.checkpoints import locate_run
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import build_module, build_trainer, load_trained_weights, update_metrics_meta
+from experiments.runner import (
+    build_module,
+    build_trainer,
+    load_trained_weights,
+    update_metrics_meta,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,14 @@ import lightning as L
 
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import (build_module, build_trainer, prepare_run_dir, resolve_checkpoint,
-                                update_metrics_meta, write_run_metadata)
+from experiments.runner import (
+    build_module,
+    build_trainer,
+    prepare_run_dir,
+    resolve_checkpoint,
+    update_metrics_meta,
+    write_run_metadata,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from .config import NAMES, BackboneConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BackboneConfig", "BackboneOutput", "GeometryBackbone", "PRESETS", "build_backbone"]
+__all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "build_backbone"]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,12 @@ def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
 
 
 def _random_full(preset: Preset, seed: int):
-    from diffusers import AutoencoderKL, AutoencoderKLQwenImage, FluxTransformer2DModel, QwenImageTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderKLQwenImage,
+        FluxTransformer2DModel,
+        QwenImageTransformer2DModel,
+    )
 
     from .flux import FLUX_DIT_CONFIG, FLUX_VAE_CONFIG
 

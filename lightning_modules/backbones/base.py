@@ -8,8 +8,8 @@ and scaled (z = (E(x) - shift) * scale), so they are model agnostic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn

@@ -104,7 +104,9 @@ def convert_kohya_lora(state: dict[str, torch.Tensor], hidden: int) -> dict[str,
     width 3072 hard-coded, so for other widths (tiny models) those entries are split here the same way
     (down copied to q/k/v/mlp scaled by alpha/rank, up split by rows).
     """
-    from diffusers.loaders.lora_conversion_utils import _convert_kohya_flux_lora_to_diffusers
+    from diffusers.loaders.lora_conversion_utils import (
+        _convert_kohya_flux_lora_to_diffusers,
+    )
 
     state = dict(state)
     out = {}

@@ -48,7 +48,9 @@ def split_connector(state_dict: dict[str, torch.Tensor]
 
 def convert_step1x_dit(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Original-layout DiT state dict (no connector keys) -> diffusers FluxTransformer2DModel keys."""
-    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+    from diffusers.loaders.single_file_utils import (
+        convert_flux_transformer_checkpoint_to_diffusers,
+    )
 
     sd = dict(state_dict)
     hidden = sd["img_in.weight"].shape[0]

@@ -7,8 +7,6 @@ DDP reduces to exactly the single-process values. Values are fractions; tables m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from lightning_modules.metrics.alignment import (
     ALIGNMENT_SPACES,
     DEPTH_FLOOR,
@@ -40,18 +38,6 @@ from lightning_modules.metrics.protocol import (
     load_protocols,
 )
 
-
-@dataclass
-class MetricsConfig:
-    """Options of the metric suite (the per-benchmark protocol lives in benchmarks.yaml)."""
-
-    on_bad_sample: str = "raise"
-    """'raise': a sample without valid pixels or with NaN/inf over them stops evaluation with an
-    error naming it; 'skip': it is excluded, counted (`num_skipped`) and logged as a warning."""
-    normal_median_bin_deg: float = MEDIAN_BIN_DEG
-    """Histogram bin width (degrees) behind NormalMetrics' median; the median is within one bin."""
-
-
 __all__ = [
     "ALIGNMENT_SPACES",
     "BAD_SAMPLE_POLICIES",
@@ -66,7 +52,6 @@ __all__ = [
     "BenchmarkProtocols",
     "DepthMetrics",
     "DepthProtocol",
-    "MetricsConfig",
     "NormalMetrics",
     "NormalProtocol",
     "align_depth",

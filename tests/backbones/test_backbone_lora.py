@@ -9,8 +9,14 @@ from safetensors.torch import save_file
 from torch import nn
 
 from lightning_modules.backbones.flux import FLUX_DIT_CONFIG, FluxBackbone
-from lightning_modules.backbones.lora import (adapted_module_names, apply_lora, convert_kohya_lora, load_adapter,
-                                              load_kohya_lora, save_adapter)
+from lightning_modules.backbones.lora import (
+    adapted_module_names,
+    apply_lora,
+    convert_kohya_lora,
+    load_adapter,
+    load_kohya_lora,
+    save_adapter,
+)
 from lightning_modules.backbones.tiny import TINY_VAE_CONFIG
 
 DOUBLE = ["norm1.linear", "norm1_context.linear", "attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj",

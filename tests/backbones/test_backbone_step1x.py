@@ -4,7 +4,10 @@ import pytest
 import torch
 from diffusers import FluxTransformer2DModel
 
-from lightning_modules.backbones.step1x import split_connector, transformer_from_state_dict
+from lightning_modules.backbones.step1x import (
+    split_connector,
+    transformer_from_state_dict,
+)
 
 H, HD, D2, S1, TXT, VEC, IN = 32, 16, 2, 3, 32, 24, 64  # hidden, head dim, doubles, singles, text, pooled, in
 AXES = (4, 6, 6)
