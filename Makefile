@@ -57,15 +57,14 @@ define train_eval
 	$(RUN) evaluate --checkpoint $(3) --benchmarks $(4)
 endef
 
+comma := ,
 ABL_EVT := runs/ablation-editor-vs-t2i
 FE2E_ROWS_EDITOR := 2 3 4 5 6 7 9
 FE2E_ROWS_GENERATOR := 1 8
 DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
 NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
-DEPTH_RUNS  := $(or $(CHECKPOINTS),runs/fe2e/fe2e,$(ABL_EVT)/editor,$(ABL_EVT)/generator)
+DEPTH_RUNS  := $(or $(CHECKPOINTS),runs/fe2e/fe2e$(comma)$(ABL_EVT)/editor$(comma)$(ABL_EVT)/generator)
 NORMAL_RUNS := $(or $(CHECKPOINTS),runs/fe2e/fe2e)
-comma := ,
-
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
         table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean
 
