@@ -55,4 +55,5 @@ def test_table_depth_and_normal(workdir):
 def test_ablation_fe2e(workdir):
     make(workdir, "ablation-fe2e")
     table = (workdir / "results/ablation-fe2e/table.md").read_text()
-    assert table.count("tiny-") == 9
+    ours = [line for line in table.splitlines() if line.startswith("|") and "(ablation-fe2e/row" in line]
+    assert len(ours) == 9 and {f"row{i})" for i in range(1, 10)} == {line.split("/")[1].split(" ")[0] for line in ours}
