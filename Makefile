@@ -63,8 +63,17 @@ FE2E_ROWS_EDITOR := 2 3 4 5 6 7 9
 FE2E_ROWS_GENERATOR := 1 8
 DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
 NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
-DEPTH_RUNS  := $(or $(CHECKPOINTS),runs/fe2e/fe2e$(comma)$(ABL_EVT)/editor$(comma)$(ABL_EVT)/generator)
-NORMAL_RUNS := $(or $(CHECKPOINTS),runs/fe2e/fe2e)
+# Runs the tables score: CHECKPOINTS if given; else with WEIGHTS the released FE2E LoRA on Step1X-Edit
+# (no training); else the embedded default's runs, trained first if missing.
+RELEASED_LORA ?= $(WEIGHTS)/fe2e/fe2e_lora.safetensors
+RELEASED := $(if $(and $(WEIGHTS),$(if $(CHECKPOINTS),,yes)),runs/fe2e-released/released)
+DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor $(ABL_EVT)/generator)
+DEFAULT_NORMAL_RUNS := $(if $(WEIGHTS),,runs/fe2e/fe2e)
+DEPTH_RUNS  := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_DEPTH_RUNS))
+NORMAL_RUNS := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_NORMAL_RUNS))
+join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
+released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DATA_CFG) $(EDITOR_CFG) \
+	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
         table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean
 
@@ -82,7 +91,9 @@ help: ## list the targets and variables
 	@echo "  STRATEGY     auto | ddp | fsdp [$(STRATEGY)]"
 	@echo "  PRECISION    Lightning trainer precision [$(PRECISION)] (the DiT itself runs bf16 inside the backbone)"
 	@echo "  MAX_EPOCHS / MAX_STEPS   override the training length"
-	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: runs/fe2e/fe2e + the ablation runs)"
+	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: runs/fe2e/fe2e +"
+	@echo "               the ablation runs; with WEIGHTS: the released FE2E LoRA)"
+	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -133,13 +144,15 @@ runs/fe2e/fe2e/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
 $(ABL_EVT)/%/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
 	$(MAKE) ablation-editor-vs-t2i
 
-table-depth: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(foreach r,$(subst $(comma), ,$(DEPTH_RUNS)),$(r)/checkpoints/last.ckpt)) ## zero-shot depth table (CHECKPOINTS=run,run... to choose runs)
-	set -e; for r in $(subst $(comma), ,$(DEPTH_RUNS)); do $(RUN) evaluate --checkpoint $$r --benchmarks $(DEPTH_BENCHMARKS); done
-	$(RUN) table depth --runs $(DEPTH_RUNS) --out results/table-depth
+table-depth: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints/last.ckpt,$(DEFAULT_DEPTH_RUNS))) ## zero-shot depth table (CHECKPOINTS=run,run... to choose runs)
+	set -e; for r in $(DEPTH_RUNS); do $(RUN) evaluate --checkpoint $$r --benchmarks $(DEPTH_BENCHMARKS); done
+	$(call released_eval,$(DEPTH_BENCHMARKS))
+	$(RUN) table depth --runs $(call join_runs,$(DEPTH_RUNS) $(RELEASED)) --out results/table-depth
 
-table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,runs/fe2e/fe2e/checkpoints/last.ckpt) ## zero-shot normal table (CHECKPOINTS=run,run...)
-	set -e; for r in $(subst $(comma), ,$(NORMAL_RUNS)); do $(RUN) evaluate --checkpoint $$r --benchmarks $(NORMAL_BENCHMARKS); done
-	$(RUN) table normal --runs $(NORMAL_RUNS) --out results/table-normal
+table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints/last.ckpt,$(DEFAULT_NORMAL_RUNS))) ## zero-shot normal table (CHECKPOINTS=run,run...)
+	set -e; for r in $(NORMAL_RUNS); do $(RUN) evaluate --checkpoint $$r --benchmarks $(NORMAL_BENCHMARKS); done
+	$(call released_eval,$(NORMAL_BENCHMARKS))
+	$(RUN) table normal --runs $(call join_runs,$(NORMAL_RUNS) $(RELEASED)) --out results/table-normal
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006

@@ -96,3 +96,23 @@ def test_predict_writes_depth_and_normal_files(trained_run, tmp_path):
     normal = np.asarray(Image.open(tmp_path / "out/img_normal.png")).astype(float) / 255 * 2 - 1
     assert normal.shape == (50, 70, 3) and np.abs(np.linalg.norm(normal, axis=2) - 1).max() < 0.02
     assert "x LEFT" in (tmp_path / "out/CONVENTIONS.txt").read_text()
+
+
+def test_evaluate_from_config_with_a_released_style_kohya_lora(tmp_path, data_overrides):
+    """Without a run: backbone from config + a kohya FLUX LoRA (the released FE2E format) changes the scores."""
+    import torch
+    from safetensors.torch import save_file
+
+    h, rank = 32, 4  # tiny-editor width
+    g = torch.Generator().manual_seed(0)
+    save_file({"lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight": torch.randn(rank, h, generator=g),
+               "lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight": torch.randn(3 * h, rank, generator=g),
+               "lora_unet_double_blocks_0_img_attn_qkv.alpha": torch.tensor(4.0)}, tmp_path / "fe2e_lora.safetensors")
+    common = ["evaluate", "--benchmarks", "kitti", "--config", str(CONFIG_DIR / "fe2e.yaml")]
+    assert main([*common, *data_overrides, f"runs_dir={tmp_path}", "run=plain"]) == 0
+    assert main([*common, "--adapter", str(tmp_path / "fe2e_lora.safetensors"), *data_overrides,
+                 f"runs_dir={tmp_path}", "run=released"]) == 0
+    plain = json.loads((tmp_path / "fe2e/plain/metrics.json").read_text())["depth"]["kitti"]["abs_rel"]
+    released = json.loads((tmp_path / "fe2e/released/metrics.json").read_text())["depth"]["kitti"]["abs_rel"]
+    assert released != pytest.approx(plain, rel=1e-6)
+    assert (tmp_path / "fe2e/released/config.yaml").is_file()
