@@ -17,8 +17,13 @@ from safetensors import safe_open
 from experiments.checkpoints import locate_run
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import (build_module, build_trainer, load_trained_weights, update_metrics_meta,
-                                write_run_metadata)
+from experiments.runner import (
+    build_module,
+    build_trainer,
+    load_trained_weights,
+    update_metrics_meta,
+    write_run_metadata,
+)
 from lightning_modules.backbones.lora import load_adapter, load_kohya_lora
 
 log = logging.getLogger(__name__)
