@@ -15,6 +15,7 @@ import logging
 from safetensors import safe_open
 
 from experiments.checkpoints import locate_run
+from experiments.commands import add_config_arguments
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
 from experiments.runner import (
@@ -33,10 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None,
                         help="a run folder (uses its config.yaml and checkpoints/last.ckpt) or a .ckpt file")
     parser.add_argument("--benchmarks", required=True, help="comma-separated, e.g. nyuv2,kitti,eth3d,scannet,diode")
-    parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="YAML merged over the run's config, or the whole config without --checkpoint")
     parser.add_argument("--adapter", default=None, help="LoRA file to apply: kohya (released FE2E) or peft layout")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    add_config_arguments(parser, "YAML merged over the run's config, or the whole config without --checkpoint")
 
 
 def apply_adapter(module, path: str) -> None:

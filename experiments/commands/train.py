@@ -7,6 +7,7 @@ import logging
 
 import lightning as L
 
+from experiments.commands import add_config_arguments
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
 from experiments.runner import (
@@ -22,9 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", action="append", default=[], metavar="FILE",
-                        help="YAML config (repeatable; later files override earlier ones)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=10")
+    add_config_arguments(parser, "YAML config (repeatable; later files override earlier ones)")
 
 
 def run(args: argparse.Namespace) -> None:
