@@ -118,10 +118,12 @@ class BenchmarkEvaluator(nn.Module):
             return rgb
         return F.interpolate(rgb, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
 
-    def update(self, name: str, pred: dict[str, torch.Tensor], batch: dict[str, Any], module) -> None:
+    def update(self, name: str, pred: dict[str, torch.Tensor], batch: dict[str, Any], module,
+               keep_rows: bool = False) -> None:
+        """Score one batch; keep_rows also collects per-image depth rows for per_sample.csv (test only)."""
         names = list(batch.get("name") or [f"{name}_{i}" for i in range(batch["rgb"].shape[0])])
         if name in self.depth_protocols:
-            self._update_depth(name, self.depth_protocols[name], pred["depth"], batch, names)
+            self._update_depth(name, self.depth_protocols[name], pred["depth"], batch, names, keep_rows)
         elif "normal" not in pred:
             self.skipped_normal[name] = self.skipped_normal.get(name, 0) + len(names)
             return
@@ -130,11 +132,11 @@ class BenchmarkEvaluator(nn.Module):
         self._log_images(name, pred, module)
 
     def _update_depth(self, name: str, proto: DepthProtocol, pred: torch.Tensor, batch: dict[str, Any],
-                      names: list[str]) -> None:
+                      names: list[str], keep_rows: bool) -> None:
         gt, valid = batch["depth"], batch["valid_mask"].bool()
         aligned = align_depth(pred.double(), gt.double(), valid, self.space, proto.min_depth, proto.max_depth)
         self.depth_metrics[name].update(aligned, gt, valid, names=names)
-        if self.cfg.output_dir is not None:
+        if keep_rows and self.cfg.output_dir is not None:
             usable = valid.flatten(1).any(1) & torch.isfinite(aligned).flatten(1).all(1)
             if usable.any():
                 per_image = depth_metrics(aligned[usable], gt[usable].to(aligned.dtype), valid[usable])

@@ -167,6 +167,13 @@ class DenseGeometryModule(L.LightningModule):
             out["normal"] = decode_normals(self.backbone.decode(z_normal), size=size)
         return out
 
+    def predict_native(self, rgb: torch.Tensor, benchmark: str | None = None,
+                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """`predict_geometry` of an image at its own size: resized to the model's input size for
+        `benchmark` (FE2E's bucket when None), predicted, and resized back to (H, W) of `rgb`."""
+        model_in = self.evaluator.model_input(benchmark, rgb)
+        return self.predict_geometry(model_in, out_size=tuple(rgb.shape[-2:]), generator=generator)
+
     @torch.no_grad()
     def probe_features(self, rgb: torch.Tensor, blocks: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Block feature maps of the first inference forward pass, and the predicted depth.
@@ -190,10 +197,8 @@ class DenseGeometryModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], dataloader_idx: int, stage: str) -> None:
         name = self.evaluator.dataset_name(stage, dataloader_idx, self.trainer)
-        rgb = self.evaluator.model_input(name, batch["rgb"])
-        pred = self.predict_geometry(rgb, out_size=tuple(batch["rgb"].shape[-2:]),
-                                     generator=self.step_generator(stage))
-        self.evaluator.update(name, pred, batch, module=self)
+        pred = self.predict_native(batch["rgb"], name, generator=self.step_generator(stage))
+        self.evaluator.update(name, pred, batch, module=self, keep_rows=stage == "test")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, dataloader_idx, "val")
@@ -214,9 +219,7 @@ class DenseGeometryModule(L.LightningModule):
         self.evaluator.finish("test", module=self)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        rgb = self.evaluator.model_input(None, batch["rgb"])
-        pred = self.predict_geometry(rgb, out_size=tuple(batch["rgb"].shape[-2:]),
-                                     generator=self.step_generator("predict"))
+        pred = self.predict_native(batch["rgb"], generator=self.step_generator("predict"))
         pred["name"] = batch.get("name")
         return pred
 

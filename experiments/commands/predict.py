@@ -80,7 +80,6 @@ def run(args: argparse.Namespace) -> None:
     (out / "CONVENTIONS.txt").write_text(__doc__.split("Output convention (also written to OUTPUT/CONVENTIONS.txt):\n")[1])
     for path in list_images(Path(args.input)):
         rgb = load_rgb(path)
-        model_in = module.evaluator.model_input(None, rgb)
-        pred = module.predict_geometry(model_in, out_size=tuple(rgb.shape[-2:]))
+        pred = module.predict_native(rgb)
         write_prediction(out, path.stem, pred)
         log.info("%s -> %s", path, out / f"{path.stem}_depth.png")
