@@ -5,8 +5,10 @@ File format (safetensors): `prompt_embeds` float32 (T, D) and, for the FLUX fami
 - flux-dev / flux-kontext: `FluxPipeline.from_pretrained(folder, transformer=None, vae=None,
   local_files_only=True).encode_prompt("", prompt_2="", max_sequence_length=512)` gives T5 states
   (1, 512, 4096) and CLIP pooled (1, 768); `save_prompt_embeds(path, embeds[0], pooled[0])`.
-- step1x-edit: Qwen2.5-VL hidden states of the empty prompt -> Step1X's connector; see
-  step1x.py (`cache_prompt`).
+- step1x-edit: a different file (`save_qwen_states` / `load_qwen_states` below): the Qwen2.5-VL-7B
+  states of the empty prompt under Step1X-Edit's chat template, from `python -m experiments cache-prompt
+  --family step1x` or FE2E's released `latent/no_info.npz`. Step1X's connector, which depends on the
+  timestep, turns them into DiT text tokens inside the adapter (step1x_connector.py).
 - qwen-image / qwen-image-edit: `QwenImagePipeline.encode_prompt("")` -> (1, T, 3584);
   save with pooled=None (Qwen-Image has no pooled vector).
 """
@@ -60,3 +62,59 @@ def random_prompt_embeds(num_tokens: int, dim: int, pooled_dim: int | None, seed
     emb = torch.randn(num_tokens, dim, generator=g)
     pooled = torch.randn(pooled_dim, generator=g) if pooled_dim is not None else None
     return emb, pooled
+
+
+# --- Step1X-Edit: Qwen2.5-VL states of the empty prompt (the connector runs in the adapter) -----------------
+
+QWEN_STATES_KEYS = ("embeds", "masks")
+"""Keys of a Step1X-Edit text file, the same as FE2E's released `latent/no_info.npz`: `embeds` (T, C) the
+last hidden states of Qwen2.5-VL-7B (C = 3584) after Step1X's 217 template tokens, zero-padded to T = 640,
+and `masks` (T,) 1 for real tokens, 0 for padding."""
+
+
+def save_qwen_states(path: str, embeds: torch.Tensor, masks: torch.Tensor) -> None:
+    """Write a Step1X-Edit text file (.safetensors, or .npz as FE2E ships it): embeds (T, C), masks (T,)."""
+    if embeds.ndim != 2 or masks.shape != embeds.shape[:1]:
+        raise ValueError(f"expected embeds (T, C) and masks (T,), got {tuple(embeds.shape)} and {tuple(masks.shape)}")
+    tensors = {"embeds": embeds.detach().float().contiguous().cpu(),
+               "masks": masks.detach().to(torch.int64).contiguous().cpu()}
+    if str(path).endswith(".npz"):
+        import numpy as np
+
+        np.savez(path, **{k: v.numpy() for k, v in tensors.items()})
+    else:
+        save_file(tensors, path)
+
+
+def load_qwen_states(path: str, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a Step1X-Edit text file (.npz as FE2E's `no_info.npz`, or .safetensors with the same keys).
+
+    Returns embeds (T, dim) float32 and masks (T,) bool. A leading batch axis of 1 is accepted.
+    Raises FileNotFoundError / ValueError naming `path` and what was expected.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"backbone.prompt_embeds: no file at {path} (expected Step1X-Edit's cached "
+                                "Qwen2.5-VL states: keys 'embeds' (T, C) and 'masks' (T,); made by "
+                                "`python -m experiments cache-prompt --family step1x` or FE2E's latent/no_info.npz)")
+    if str(path).endswith(".npz"):
+        import numpy as np
+
+        with np.load(path) as data:
+            tensors = {k: torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in data.files}
+    else:
+        tensors = load_file(path)
+    missing = [k for k in QWEN_STATES_KEYS if k not in tensors]
+    if missing:
+        raise ValueError(f"{path}: missing keys {missing}; expected {list(QWEN_STATES_KEYS)}, found {sorted(tensors)}")
+    embeds, masks = tensors["embeds"], tensors["masks"]
+    if embeds.ndim == 3 and embeds.shape[0] == 1:
+        embeds = embeds[0]
+    if masks.ndim == 2 and masks.shape[0] == 1:
+        masks = masks[0]
+    if embeds.ndim != 2 or embeds.shape[1] != dim or masks.shape != embeds.shape[:1]:
+        raise ValueError(f"{path}: expected 'embeds' (T, {dim}) and 'masks' (T,), got {tuple(embeds.shape)} "
+                         f"and {tuple(masks.shape)}")
+    masks = masks != 0
+    if not bool(masks.any()):
+        raise ValueError(f"{path}: 'masks' marks no token as valid")
+    return embeds.float(), masks
