@@ -167,7 +167,8 @@ def keep_after_drop(hidden: torch.Tensor, drop_tokens: int, max_length: int) -> 
 @dataclass
 class Step1XPromptStates:
     """Result of `encode_step1x_prompt`: embeds (max_length, C) float32, masks (max_length,) int64, and
-    `info` (image description, sizes, token counts) to record next to the cached file."""
+    `info` (image description, sizes, token counts, where the drop cuts: the <|vision_start|> index and the
+    decoded tokens either side of `drop_tokens`) to record next to the cached file."""
     embeds: torch.Tensor
     masks: torch.Tensor
     info: dict = field(default_factory=dict)
@@ -213,13 +214,19 @@ def encode_step1x_prompt(qwen_folder: str, image: str | Image.Image | None = Non
                     output_hidden_states=True)
     hidden = out.hidden_states[-1][0].float().cpu()
     embeds, masks = keep_after_drop(hidden, drop_tokens, max_length)
+    ids = input_ids[0].tolist()
+    vision_start = ids.index(tokenizer.convert_tokens_to_ids("<|vision_start|>"))
+    boundary = {"last_dropped": tokenizer.decode(ids[max(0, drop_tokens - 6):drop_tokens]),
+                "first_kept": tokenizer.decode(ids[drop_tokens:drop_tokens + 3])}
     info = {"image": description, "image_size_hw": list(original_size), "pre_resized_hw": [image.height, image.width],
             "image_grid_thw": grid[0].tolist(), "image_tokens": num_image_tokens, "total_tokens": hidden.shape[0],
+            "vision_start_index": vision_start, "drop_boundary": boundary,
             "drop_tokens": drop_tokens, "max_length": max_length, "valid_tokens": int(masks.sum()),
             "qwen_folder": os.path.abspath(qwen_folder), "dtype": str(dtype).replace("torch.", ""),
             "device": str(device), "prefix": "Qwen25VL_7b_PREFIX of stepfun-ai/Step1X-Edit modules/conditioner.py"}
-    logger.info("Step1X prompt: image %s, %d tokens (%d image tokens), kept %d after dropping %d",
-                description, hidden.shape[0], num_image_tokens, info["valid_tokens"], drop_tokens)
+    logger.info("Step1X prompt: image %s, %d tokens (%d image tokens, <|vision_start|> at index %d), kept %d "
+                "after dropping %d; last dropped %r, first kept %r", description, hidden.shape[0], num_image_tokens,
+                vision_start, info["valid_tokens"], drop_tokens, boundary["last_dropped"], boundary["first_kept"])
     return Step1XPromptStates(embeds, masks, info)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tokenizers import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_qwen25vl import SYSTEM, build_tiny_qwen25vl  # noqa: E402
@@ -65,7 +66,6 @@ def test_prefix_is_step1x_text_and_the_empty_prompt_is_not_requoted():
 
 def _reference_states(folder: Path, image: Image.Image) -> torch.Tensor:
     """Hidden states of Step1X's prompt, built without the code under test."""
-    from tokenizers import Tokenizer
     from transformers import Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -118,6 +118,8 @@ def test_cli_writes_a_file_load_qwen_states_reads(tiny_qwen, tmp_path):
     assert embeds.shape == (640, HIDDEN) and masks.dtype == torch.bool
     assert int(masks.sum()) == min(640, info["total_tokens"] - 217) and bool(masks[0])
     assert (embeds[~masks] == 0).all()
+    head = SYSTEM + "<|im_start|>user\n" + QWEN25VL_7B_PREFIX + "Picture 1: <|vision_start|>"
+    assert info["vision_start_index"] == len(Tokenizer.from_file(str(tiny_qwen / "tokenizer.json")).encode(head).ids) - 1
 
     picture = tmp_path / "ref.png"
     Image.fromarray((np.random.default_rng(1).random((60, 80, 3)) * 255).astype(np.uint8)).save(picture)
