@@ -4,9 +4,16 @@ Same classes and code paths as the full models, only narrower and shallower:
 FLUX: 2 double + 4 single blocks, 2 heads x 16 dims (hidden 32), rope axes (4, 6, 6), text dim 32,
 pooled 32; Qwen-Image: 3 blocks, same widths, text dim 32. VAEs: 16 latent channels, x8 downsampling,
 a few channels per level. Each builds in well under a second.
+
+The tiny FLUX VAE is PRETRAINED by default (assets/tiny_flux_vae.safetensors, made by
+`python -m experiments.pretrain_tiny_vae`, provenance in assets/tiny_flux_vae.json) so that
+geometry predicted in latent space decodes back; everything else (and the Qwen VAE) is random.
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import torch
 
@@ -33,13 +40,39 @@ def tiny_flux_transformer(guidance_embeds: bool, seed: int = 0):
         return FluxTransformer2DModel(**TINY_FLUX_CONFIG, guidance_embeds=guidance_embeds)
 
 
-def tiny_flux_vae(seed: int = 0):
-    """AutoencoderKL(**TINY_VAE_CONFIG): 16 latent channels, x8."""
+TINY_VAE_ASSET = os.path.join(os.path.dirname(__file__), "assets", "tiny_flux_vae")
+"""Path stem of the pretrained tiny FLUX VAE: .safetensors (float16 weights) and .json (provenance,
+shift_factor / scaling_factor measured on the training scenes)."""
+
+
+def tiny_flux_vae(seed: int = 0, pretrained: bool = True):
+    """AutoencoderKL(**TINY_VAE_CONFIG): 16 latent channels, x8, float32.
+
+    pretrained=True (default): the shipped weights (TINY_VAE_ASSET, independent of `seed`) with the
+    shift_factor / scaling_factor recorded next to them, which make the normalised latents
+    (E(x) - shift) * scale of procedural scenes zero-mean, unit-std. pretrained=False: random init
+    from `seed` with the real FLUX constants of TINY_VAE_CONFIG.
+    """
     from diffusers import AutoencoderKL
 
+    if not pretrained:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 1)
+            return AutoencoderKL(**TINY_VAE_CONFIG)
+    from safetensors.torch import load_file
+
+    weights, meta = TINY_VAE_ASSET + ".safetensors", TINY_VAE_ASSET + ".json"
+    for path in (weights, meta):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: the pretrained tiny VAE is missing (reinstall the package or run "
+                                    "python -m experiments.pretrain_tiny_vae --out lightning_modules/backbones/assets)")
+    with open(meta) as f:
+        info = json.load(f)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + 1)
-        return AutoencoderKL(**TINY_VAE_CONFIG)
+        vae = AutoencoderKL(**{**TINY_VAE_CONFIG, "shift_factor": info["shift_factor"],
+                               "scaling_factor": info["scaling_factor"]})
+    vae.load_state_dict({k: v.float() for k, v in load_file(weights).items()}, strict=True)
+    return vae
 
 
 def tiny_qwen_transformer(seed: int = 0):
