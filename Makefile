@@ -10,6 +10,7 @@ STAMP    := $(VENV)/.installed
 # ---- user variables (documented in `make help`) -------------------------------------------------
 DATA_ROOT   ?=
 WEIGHTS     ?=
+STEP1X_PROMPT ?= $(WEIGHTS)/step1x-edit/empty_prompt.safetensors
 DEVICES     ?= 1
 NUM_NODES   ?= 1
 STRATEGY    ?= auto
@@ -45,7 +46,7 @@ GENERATOR_OVR :=
 else
 EDITOR_CFG    := --config $(CFG)/backbone/step1x-edit.yaml
 GENERATOR_CFG := --config $(CFG)/backbone/flux-dev.yaml
-EDITOR_OVR    := backbone.weights=$(WEIGHTS)/step1x-edit backbone.prompt_embeds=$(WEIGHTS)/step1x-edit/empty_prompt.safetensors
+EDITOR_OVR    := backbone.weights=$(WEIGHTS)/step1x-edit backbone.prompt_embeds=$(STEP1X_PROMPT)
 GENERATOR_OVR := backbone.weights=$(WEIGHTS)/flux-dev backbone.prompt_embeds=$(WEIGHTS)/flux-dev/empty_prompt.safetensors
 endif
 RECIPE ?= improved
@@ -65,6 +66,7 @@ DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
 NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
 # Runs the tables score: CHECKPOINTS if given; else with WEIGHTS the released FE2E LoRA on Step1X-Edit
 # (no training); else the embedded default's runs, trained first if missing.
+# FE2E's released inference feeds Step1X-Edit's text connector sigma itself (not sigma * 1000).
 RELEASED_LORA ?= $(WEIGHTS)/fe2e/fe2e_lora.safetensors
 RELEASED := $(if $(and $(WEIGHTS),$(if $(CHECKPOINTS),,yes)),runs/fe2e-released/released)
 DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor $(ABL_EVT)/generator)
@@ -73,7 +75,8 @@ DEPTH_RUNS  := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_
 NORMAL_RUNS := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_NORMAL_RUNS))
 join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
 released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DATA_CFG) $(EDITOR_CFG) \
-	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) experiment=fe2e-released run=released)
+	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) backbone.connector_time_scale=1 \
+	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
         table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean
 
@@ -93,6 +96,8 @@ help: ## list the targets and variables
 	@echo "  MAX_EPOCHS / MAX_STEPS   override the training length"
 	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: runs/fe2e/fe2e +"
 	@echo "               the ablation runs; with WEIGHTS: the released FE2E LoRA)"
+	@echo "  STEP1X_PROMPT  Step1X-Edit's cached Qwen2.5-VL empty-prompt states (.safetensors, or FE2E's no_info.npz)"
+	@echo "                 [WEIGHTS/step1x-edit/empty_prompt.safetensors]"
 	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
 

@@ -98,6 +98,7 @@ def run(args, torch, device: str = "cuda", dit_config: dict | None = None) -> di
 
     from lightning_modules.backbones.flux import FLUX_DIT_CONFIG, FluxBackbone
     from lightning_modules.backbones.lora import apply_lora
+    from lightning_modules.backbones.text import FixedText
     from lightning_modules.backbones.tiny import TINY_VAE_CONFIG
 
     dev = torch.device(device)
@@ -112,7 +113,7 @@ def run(args, torch, device: str = "cuda", dit_config: dict | None = None) -> di
     torch.nn.Module.to(transformer, torch.bfloat16)
     T, D = args.text_tokens, config["joint_attention_dim"]
     pooled = torch.randn(config["pooled_projection_dim"])
-    backbone = FluxBackbone(transformer, AutoencoderKL(**TINY_VAE_CONFIG), torch.randn(T, D), pooled,
+    backbone = FluxBackbone(transformer, AutoencoderKL(**TINY_VAE_CONFIG), FixedText(torch.randn(T, D), pooled),
                             is_editor=True, dit_dtype=torch.bfloat16).to(dev)
     backbone.vae.requires_grad_(False)  # a tiny stand-in: the benchmark feeds latents directly
     with torch.device(dev):

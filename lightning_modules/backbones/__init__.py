@@ -19,24 +19,26 @@ __all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "b
 @dataclass(frozen=True)
 class Preset:
     """family: "flux" | "qwen"; image_frame: first id coordinate of image tokens (FLUX);
-    guidance: the DiT has a guidance embedding; tiny: built by tiny.py."""
+    guidance: the DiT has a guidance embedding; tiny: built by tiny.py; connector: the text
+    tokens come from cached Qwen2.5-VL states through Step1X-Edit's connector (step1x_connector.py)."""
 
     family: str
     is_editor: bool
     image_frame: float = 0.0
     guidance: bool = False
     tiny: bool = False
+    connector: bool = False
 
 
 PRESETS = {
-    "tiny-editor": Preset("flux", True, 0.0, False, True),
+    "tiny-editor": Preset("flux", True, 0.0, False, True, connector=True),
     "tiny-kontext": Preset("flux", True, 1.0, True, True),
     "tiny-generator": Preset("flux", False, 0.0, True, True),
     "tiny-qwen-editor": Preset("qwen", True, tiny=True),
     "tiny-qwen-generator": Preset("qwen", False, tiny=True),
     "flux-dev": Preset("flux", False, 0.0, True),
     "flux-kontext": Preset("flux", True, 1.0, True),
-    "step1x-edit": Preset("flux", True, 0.0, False),
+    "step1x-edit": Preset("flux", True, 0.0, False, connector=True),
     "qwen-image": Preset("qwen", False),
     "qwen-image-edit": Preset("qwen", True),
 }
@@ -54,18 +56,18 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
         raise FileNotFoundError(f"backbone.weights: {cfg.weights} is not a folder")
     dit_dtype = getattr(torch, cfg.dit_dtype)
     load_dtype = dit_dtype if cfg.finetune == "lora" else torch.float32
-    transformer, vae = _load_parts(cfg, preset, load_dtype)
-    emb, pooled = _text(cfg, preset, transformer)
+    transformer, vae, connector = _load_parts(cfg, preset, load_dtype)
+    text = _text(cfg, preset, transformer, connector)
     if preset.family == "flux":
         from .flux import FluxBackbone
 
-        backbone = FluxBackbone(transformer, vae, emb, pooled, is_editor=preset.is_editor,
+        backbone = FluxBackbone(transformer, vae, text, is_editor=preset.is_editor,
                                 image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None,
                                 conditioning=cfg.conditioning, dit_dtype=dit_dtype)
     else:
         from .qwen_image import QwenImageBackbone
 
-        backbone = QwenImageBackbone(transformer, vae, emb, is_editor=preset.is_editor,
+        backbone = QwenImageBackbone(transformer, vae, text, is_editor=preset.is_editor,
                                      conditioning=cfg.conditioning, dit_dtype=dit_dtype)
     backbone.vae.float().requires_grad_(False).eval()
     torch.nn.Module.to(transformer, load_dtype)  # bypasses ModelMixin.to's float32-modules warning
@@ -86,27 +88,31 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
 
 
 def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
+    """(transformer, vae, Step1X connector or None) of the preset, loaded or randomly initialised."""
     from . import tiny
 
     if preset.tiny:
         if cfg.weights is not None:
             raise ValueError(f"backbone.weights must be None for tiny preset {cfg.name}")
-        if preset.family == "flux":
-            return tiny.tiny_flux_transformer(preset.guidance, cfg.seed), tiny.tiny_flux_vae(cfg.seed)
-        return tiny.tiny_qwen_transformer(cfg.seed), tiny.tiny_qwen_vae(cfg.seed)
+        if preset.family == "qwen":
+            return tiny.tiny_qwen_transformer(cfg.seed), tiny.tiny_qwen_vae(cfg.seed), None
+        transformer = tiny.tiny_flux_transformer(preset.guidance, cfg.seed)
+        connector = _random_connector(transformer, TINY_QWEN_STATE_DIM, 16, cfg.seed) if preset.connector else None
+        return transformer, tiny.tiny_flux_vae(cfg.seed), connector
     if cfg.weights is None:  # random_init of a full-size architecture (benchmarks)
         return _random_full(preset, cfg.seed)
     if preset.family == "qwen":
         from .qwen_image import load_qwen_image
 
-        return load_qwen_image(cfg.weights, dtype)
+        return (*load_qwen_image(cfg.weights, dtype), None)
     from .flux import load_flux_transformer, load_flux_vae
 
-    if cfg.name == "step1x-edit":
-        from .step1x import load_step1x_transformer
+    if preset.connector:
+        from .step1x import load_step1x
 
-        return load_step1x_transformer(cfg.weights, dtype), load_flux_vae(cfg.weights)
-    return load_flux_transformer(cfg.weights, dtype, preset.guidance), load_flux_vae(cfg.weights)
+        transformer, connector = load_step1x(cfg.weights, dtype)
+        return transformer, load_flux_vae(cfg.weights), connector
+    return load_flux_transformer(cfg.weights, dtype, preset.guidance), load_flux_vae(cfg.weights), None
 
 
 def _random_full(preset: Preset, seed: int):
@@ -120,19 +126,45 @@ def _random_full(preset: Preset, seed: int):
     from .flux import FLUX_DIT_CONFIG, FLUX_VAE_CONFIG
 
     torch.manual_seed(seed)
-    if preset.family == "flux":
-        return FluxTransformer2DModel(**FLUX_DIT_CONFIG, guidance_embeds=preset.guidance), AutoencoderKL(**FLUX_VAE_CONFIG)
-    return QwenImageTransformer2DModel(), AutoencoderKLQwenImage()
+    if preset.family == "qwen":
+        return QwenImageTransformer2DModel(), AutoencoderKLQwenImage(), None
+    transformer = FluxTransformer2DModel(**FLUX_DIT_CONFIG, guidance_embeds=preset.guidance)
+    connector = _random_connector(transformer, STEP1X_QWEN_STATE_DIM, 128, seed) if preset.connector else None
+    return transformer, AutoencoderKL(**FLUX_VAE_CONFIG), connector
 
 
-def _text(cfg: BackboneConfig, preset: Preset, transformer):
-    from .prompt import load_prompt_embeds, random_prompt_embeds
+TINY_QWEN_STATE_DIM = 24
+"""Width of the stand-in "Qwen states" of the tiny Step1X-style editor (3584 for the real model)."""
+STEP1X_QWEN_STATE_DIM = 3584
 
+
+def _random_connector(transformer, state_dim: int, head_dim: int, seed: int):
+    """A seeded random Step1X connector matching the transformer's text widths (tiny presets, random_init)."""
+    from .step1x_connector import ConnectorConfig, Step1XConnector
+
+    c = transformer.config
+    cfg = ConnectorConfig(in_channels=state_dim, hidden=c.joint_attention_dim,
+                          heads=max(1, c.joint_attention_dim // head_dim), pooled=c.pooled_projection_dim)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 2)
+        return Step1XConnector(cfg).requires_grad_(False).eval()
+
+
+def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
+    """The empty-prompt conditioning module (text.py) from the cached file or, without weights, a seeded buffer."""
+    from .prompt import load_prompt_embeds, load_qwen_states, random_prompt_embeds, random_qwen_states
+    from .text import ConnectorText, FixedText
+
+    if cfg.prompt_embeds is None and cfg.weights is not None:
+        raise ValueError(f"backbone.prompt_embeds is required with real weights ({cfg.weights}); see "
+                         "lightning_modules/backbones/prompt.py for how to make the file")
+    if connector is not None:
+        dim = connector.config.in_channels
+        states, mask = (load_qwen_states(cfg.prompt_embeds, dim) if cfg.prompt_embeds is not None
+                        else random_qwen_states(cfg.num_text_tokens, dim, cfg.seed))
+        return ConnectorText(connector, states, mask, cfg.connector_time_scale)
     c = transformer.config
     pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
     if cfg.prompt_embeds is not None:
-        return load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim)
-    if cfg.weights is not None:
-        raise ValueError(f"backbone.prompt_embeds is required with real weights ({cfg.weights}); see "
-                         "lightning_modules/backbones/prompt.py for how to make the file")
-    return random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.seed)
+        return FixedText(*load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim))
+    return FixedText(*random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.seed))

@@ -15,22 +15,23 @@ logger = logging.getLogger(__name__)
 
 
 class DiTBackbone(GeometryBackbone):
-    """A diffusers transformer + VAE with a fixed empty-prompt conditioning.
+    """A diffusers transformer + VAE with the empty-prompt conditioning as a module of sigma.
 
     Subclasses implement `_blocks()` (ordered name -> block) and `_dit(target, image, sigma)`,
     which returns token predictions for the target and (sequence conditioning) the image.
 
     Args:
         transformer: the diffusers DiT. vae: the diffusers VAE (kept float32, frozen).
-        prompt_embeds: (T, D) empty-prompt tokens; pooled: (P,) or None.
+        text: sigma (B,) -> (tokens (B, T, D), pooled (B, P) or None), float32 (text.py: FixedText,
+            or ConnectorText for Step1X-Edit); has `num_tokens`.
         latent_shift, latent_scale: (16,) per-channel normalisation, z = (E(x) - shift) * scale.
         is_editor: role of the model. conditioning: "sequence" | "channel".
         dit_dtype: autocast dtype of the DiT forward (torch.bfloat16 or torch.float32).
         video_vae: the VAE takes (B, C, T, H, W) (Qwen-Image) instead of (B, C, H, W).
     """
 
-    def __init__(self, transformer: nn.Module, vae: nn.Module, prompt_embeds: torch.Tensor,
-                 pooled: torch.Tensor | None, latent_shift: torch.Tensor, latent_scale: torch.Tensor, *,
+    def __init__(self, transformer: nn.Module, vae: nn.Module, text: nn.Module,
+                 latent_shift: torch.Tensor, latent_scale: torch.Tensor, *,
                  is_editor: bool, conditioning: str = "sequence", dit_dtype: torch.dtype = torch.bfloat16,
                  video_vae: bool = False):
         super().__init__()
@@ -41,8 +42,7 @@ class DiTBackbone(GeometryBackbone):
         self.has_image_tokens = conditioning == "sequence"
         self.dit_dtype = dit_dtype
         self.video_vae = video_vae
-        self.register_buffer("prompt_embeds", prompt_embeds.float(), persistent=False)
-        self.register_buffer("pooled", None if pooled is None else pooled.float(), persistent=False)
+        self.text = text
         self.register_buffer("latent_shift", latent_shift.float().view(1, -1, 1, 1), persistent=False)
         self.register_buffer("latent_scale", latent_scale.float().view(1, -1, 1, 1), persistent=False)
 
@@ -82,11 +82,9 @@ class DiTBackbone(GeometryBackbone):
 
         return block_linear_names(self)
 
-    def text_embeds(self, batch: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The empty-prompt conditioning expanded to the batch: (B, T, D) and (B, P) or None."""
-        emb = self.prompt_embeds.to(dtype).unsqueeze(0).expand(batch, -1, -1)
-        pooled = None if self.pooled is None else self.pooled.to(dtype).unsqueeze(0).expand(batch, -1)
-        return emb, pooled
+    def text_embeds(self, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The empty-prompt conditioning at sigma (B,): tokens (B, T, D) and pooled (B, P) or None, float32."""
+        return self.text(sigma)
 
     def forward(self, target: torch.Tensor, image: torch.Tensor, sigma: torch.Tensor,
                 capture: Sequence[str] = ()) -> BackboneOutput:
@@ -108,7 +106,7 @@ class DiTBackbone(GeometryBackbone):
                 handle.remove()
         return BackboneOutput(target=out_target.float(),
                               image=None if out_image is None else out_image.float(),
-                              features=features, num_text_tokens=self.prompt_embeds.shape[0])
+                              features=features, num_text_tokens=self.text.num_tokens)
 
     def _autocast(self, device: torch.device):
         if self.dit_dtype == torch.float32:

@@ -42,13 +42,12 @@ class FluxBackbone(DiTBackbone):
     guidance embedding, or None for a transformer without one.
     """
 
-    def __init__(self, transformer: nn.Module, vae: nn.Module, prompt_embeds: torch.Tensor,
-                 pooled: torch.Tensor, *, is_editor: bool, image_frame: float = 0.0,
-                 guidance: float | None = None, conditioning: str = "sequence",
+    def __init__(self, transformer: nn.Module, vae: nn.Module, text: nn.Module, *, is_editor: bool,
+                 image_frame: float = 0.0, guidance: float | None = None, conditioning: str = "sequence",
                  dit_dtype: torch.dtype = torch.bfloat16):
         shift = torch.full((16,), float(vae.config.shift_factor or 0.0))
         scale = torch.full((16,), float(vae.config.scaling_factor))
-        super().__init__(transformer, vae, prompt_embeds, pooled, shift, scale, is_editor=is_editor,
+        super().__init__(transformer, vae, text, shift, scale, is_editor=is_editor,
                          conditioning=conditioning, dit_dtype=dit_dtype)
         has_guidance = bool(transformer.config.guidance_embeds)
         if has_guidance != (guidance is not None):
@@ -80,7 +79,7 @@ class FluxBackbone(DiTBackbone):
         else:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=2)
             img_ids = target_ids
-        emb, pooled = self.text_embeds(b, torch.float32)
+        emb, pooled = self.text_embeds(sigma)
         txt_ids = torch.zeros(emb.shape[1], 3, device=target.device, dtype=torch.float32)
         guidance = None
         if self.guidance is not None:

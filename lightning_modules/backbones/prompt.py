@@ -64,6 +64,14 @@ def random_prompt_embeds(num_tokens: int, dim: int, pooled_dim: int | None, seed
     return emb, pooled
 
 
+def random_qwen_states(num_tokens: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded stand-in Step1X text file for random models: states (T, dim) N(0, 1), mask (T,) bool with
+    the last quarter of the tokens marked as padding (so the connector's masking is exercised)."""
+    g = torch.Generator().manual_seed(seed + 23456)
+    mask = torch.arange(num_tokens) < max(1, num_tokens - num_tokens // 4)
+    return torch.randn(num_tokens, dim, generator=g) * mask[:, None], mask
+
+
 # --- Step1X-Edit: Qwen2.5-VL states of the empty prompt (the connector runs in the adapter) -----------------
 
 QWEN_STATES_KEYS = ("embeds", "masks")

@@ -24,11 +24,11 @@ from .common import DiTBackbone, widen_input_projection
 class QwenImageBackbone(DiTBackbone):
     """GeometryBackbone on a QwenImageTransformer2DModel (see module docstring)."""
 
-    def __init__(self, transformer: nn.Module, vae: nn.Module, prompt_embeds: torch.Tensor, *,
+    def __init__(self, transformer: nn.Module, vae: nn.Module, text: nn.Module, *,
                  is_editor: bool, conditioning: str = "sequence", dit_dtype: torch.dtype = torch.bfloat16):
         mean = torch.tensor(vae.config.latents_mean, dtype=torch.float32)
         std = torch.tensor(vae.config.latents_std, dtype=torch.float32)
-        super().__init__(transformer, vae, prompt_embeds, None, mean, 1.0 / std, is_editor=is_editor,
+        super().__init__(transformer, vae, text, mean, 1.0 / std, is_editor=is_editor,
                          conditioning=conditioning, dit_dtype=dit_dtype, video_vae=True)
         if conditioning == "channel":
             transformer.img_in = widen_input_projection(transformer.img_in)
@@ -45,7 +45,7 @@ class QwenImageBackbone(DiTBackbone):
         else:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=2)
             img_shapes = [[shape]] * b
-        emb, _ = self.text_embeds(b, torch.float32)
+        emb, _ = self.text_embeds(sigma)
         out = self.transformer(hidden_states=hidden, encoder_hidden_states=emb, timestep=sigma.float(),
                                img_shapes=img_shapes, return_dict=False)[0]
         n = (h // 2) * (w // 2)

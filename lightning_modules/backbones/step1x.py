@@ -9,16 +9,13 @@ when splitting the fused single-block `linear1` (q, k, v, mlp); for other widths
 checkpoints) we hand it a zero-stride placeholder of the shape it expects and split `linear1` ourselves
 with the model's width; at width 3072 (the real model) it runs untouched.
 
-Empty-prompt conditioning: we use a cached file (prompt.py format: prompt_embeds (T, 4096),
-pooled_prompt_embeds (768,)) rather than a port of the connector. The connector needs the Qwen2.5-VL-7B
-hidden states of the empty prompt under Step1X-Edit's chat template anyway, so porting it would not
-spare loading Qwen, and Qwen is then never needed again. How to make the file (on a machine with the
-weights, using Step1X-Edit's own inference code): run its `Qwen25VL_7b_Embedder` on prompt "" with the
-input image (its template includes the image; FE2E uses the empty prompt), feed the states, mask and
-t to `Step1XEdit.connector`, and `save_prompt_embeds(path, txt[0], y[0])`. Caveat: because Step1X's
-embedder puts the reference image into the chat, its "empty-prompt" states depend on the image; the
-cached file fixes one (e.g. a mid-grey image) - record which in the file name. `split_connector`
-writes the connector weights next to the DiT for that purpose. Not testable here (no weights).
+Empty-prompt conditioning: the connector is ported (step1x_connector.py) and runs inside the adapter
+(text.ConnectorText) on cached Qwen2.5-VL states of the empty prompt (prompt.py `load_qwen_states`:
+FE2E's released `latent/no_info.npz`, or `python -m experiments cache-prompt --family step1x`). Why not
+cache the connector's output instead: it depends on the timestep, so one cached output is right only at
+one sigma (FE2E's fixed sigma = 1) and wrong for the DirectAdapt rows of the ablation, which sample sigma.
+The connector weights come from the single DiT file, or, next to an already-converted diffusers
+`transformer/` folder, from `connector.safetensors` (written by `save_connector`).
 """
 
 from __future__ import annotations
@@ -117,19 +114,40 @@ def find_dit_file(folder: str) -> str:
     return files[0]
 
 
-def load_step1x_transformer(folder: str, dtype: torch.dtype):
-    """Step1X-Edit DiT from `<folder>/transformer` (diffusers, already converted) or the single file."""
+CONNECTOR_FILE = "connector.safetensors"
+
+
+def load_step1x(folder: str, dtype: torch.dtype, axes_dims_rope=(16, 56, 56)):
+    """(FluxTransformer2DModel, Step1XConnector) of Step1X-Edit, both in `dtype`, from a local folder.
+
+    Either `<folder>/transformer` (diffusers, already converted) plus `<folder>/connector.safetensors`,
+    or the released single file `<folder>/step1x-edit*.safetensors` holding both.
+    """
     from .flux import load_flux_transformer
+    from .step1x_connector import connector_from_state_dict
 
     if os.path.isfile(os.path.join(folder, "transformer", "config.json")):
-        return load_flux_transformer(folder, dtype, guidance_embeds=False)
-    return transformer_from_state_dict(load_file(find_dit_file(folder)), dtype)
+        transformer = load_flux_transformer(folder, dtype, guidance_embeds=False)
+        path = os.path.join(folder, CONNECTOR_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"backbone.weights: {path} not found; next to a converted transformer/ folder "
+                                    "Step1X-Edit needs its connector weights (lightning_modules/backbones/"
+                                    "step1x.py save_connector writes them from the released DiT file)")
+        return transformer, connector_from_state_dict(load_file(path), path).to(dtype)
+    path = find_dit_file(folder)
+    state_dict = load_file(path)
+    _, connector = split_connector(state_dict)
+    if not connector:
+        raise ValueError(f"{path}: no connector.* keys; expected the released Step1X-Edit DiT file")
+    connector = {k.removeprefix(CONNECTOR_PREFIX): v for k, v in connector.items()}
+    transformer = transformer_from_state_dict(state_dict, dtype, axes_dims_rope)
+    return transformer, connector_from_state_dict(connector, path).to(dtype)
 
 
 def save_connector(dit_file: str, out_path: str) -> int:
-    """Write the `connector.*` tensors of a released DiT file to `out_path`; returns how many."""
+    """Write the `connector.*` tensors of a released DiT file, prefix removed, to `out_path`; returns how many."""
     _, connector = split_connector(load_file(dit_file))
     if not connector:
         raise ValueError(f"{dit_file}: no connector.* keys (is this the Step1X-Edit DiT file?)")
-    save_file(connector, out_path)
+    save_file({k.removeprefix(CONNECTOR_PREFIX): v for k, v in connector.items()}, out_path)
     return len(connector)

@@ -17,6 +17,7 @@ from lightning_modules.backbones.lora import (
     load_kohya_lora,
     save_adapter,
 )
+from lightning_modules.backbones.text import FixedText
 from lightning_modules.backbones.tiny import TINY_VAE_CONFIG
 
 DOUBLE = ["norm1.linear", "norm1_context.linear", "attn.to_q", "attn.to_k", "attn.to_v", "attn.add_q_proj",
@@ -34,7 +35,7 @@ def test_full_size_flux_lora_targets_exactly_the_block_linears():
     others = {n for n, m in transformer.named_modules() if isinstance(m, nn.Linear)} - expected
     assert all(not n.startswith(("transformer_blocks", "single_transformer_blocks")) for n in others)
     assert {"x_embedder", "context_embedder", "proj_out", "norm_out.linear"} <= others
-    backbone = FluxBackbone(transformer, AutoencoderKL(**TINY_VAE_CONFIG), torch.zeros(4, 4096), torch.zeros(768),
+    backbone = FluxBackbone(transformer, AutoencoderKL(**TINY_VAE_CONFIG), FixedText(torch.zeros(4, 4096), torch.zeros(768)),
                             is_editor=False, guidance=1.0)
     with torch.device("meta"):
         targets = apply_lora(backbone, rank=64, alpha=32)

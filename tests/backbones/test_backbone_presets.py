@@ -83,7 +83,7 @@ def test_channel_concat_widened_projection(make_backbone, latents):
     target, _ = latents
     out = ch(target, target, torch.ones(2))
     assert out.image is None and not ch.has_image_tokens
-    emb, pooled = seq.text_embeds(2, torch.float32)
+    emb, pooled = seq.text_embeds(torch.ones(2))
     with torch.no_grad():  # equal inputs through [W, W]/2 == the original model on the target alone
         ref = seq.transformer(hidden_states=tokens.pack(target), encoder_hidden_states=emb,
                               pooled_projections=pooled, timestep=torch.ones(2),

@@ -10,10 +10,11 @@ from lightning_modules.backbones.step1x import (
 )
 
 H, HD, D2, S1, TXT, VEC, IN = 32, 16, 2, 3, 32, 24, 64  # hidden, head dim, doubles, singles, text, pooled, in
+CONN_IN = 12  # width of the (stand-in) Qwen states the connector reads
 AXES = (4, 6, 6)
 
 
-def _original_checkpoint(seed=0):
+def _original_checkpoint(connector_state_dict, seed=0):
     """Random tensors under the BFL/FLUX key names Step1X-Edit's released file uses (+ connector)."""
     g = torch.Generator().manual_seed(seed)
     shapes = {"img_in": (H, IN), "txt_in": (H, TXT), "time_in.in_layer": (H, 256), "time_in.out_layer": (H, H),
@@ -36,8 +37,7 @@ def _original_checkpoint(seed=0):
     for n in norms:
         for q in ("query_norm", "key_norm"):
             sd[f"{n}.{q}.scale"] = 1 + 0.1 * torch.randn(HD, generator=g)
-    sd["connector.S.input_embedder.weight"] = torch.randn(8, 8, generator=g)
-    sd["connector.global_proj_out.bias"] = torch.randn(8, generator=g)
+    sd.update({"connector." + k: v for k, v in connector_state_dict(CONN_IN, TXT, 2, VEC, seed).items()})
     return sd
 
 
@@ -98,8 +98,8 @@ def test_split_connector_keeps_connector_apart():
     assert dit == {"img_in.weight": 1} and connector == {"connector.a": 2}
 
 
-def test_step1x_conversion_matches_hand_mapping():
-    sd = _original_checkpoint()
+def test_step1x_conversion_matches_hand_mapping(make_connector_sd):
+    sd = _original_checkpoint(make_connector_sd)
     model = transformer_from_state_dict(dict(sd), axes_dims_rope=AXES)  # strict load inside
     assert model.config.guidance_embeds is False
     assert (model.config.num_layers, model.config.num_single_layers) == (D2, S1)
@@ -116,13 +116,96 @@ def test_step1x_conversion_matches_hand_mapping():
     torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
 
 
-def test_step1x_conversion_rejects_incomplete_checkpoint():
-    sd = _original_checkpoint()
+def test_step1x_conversion_rejects_incomplete_checkpoint(make_connector_sd):
+    sd = _original_checkpoint(make_connector_sd)
     del sd["single_blocks.1.linear2.weight"]
     with pytest.raises(KeyError):
         transformer_from_state_dict(sd, axes_dims_rope=AXES)
 
 
-def test_step1x_conversion_rejects_wrong_rope():
+def test_step1x_conversion_rejects_wrong_rope(make_connector_sd):
     with pytest.raises(ValueError, match="axes_dims_rope"):
-        transformer_from_state_dict(_original_checkpoint(), axes_dims_rope=(16, 56, 56))
+        transformer_from_state_dict(_original_checkpoint(make_connector_sd), axes_dims_rope=(16, 56, 56))
+
+
+def _step1x_folder(tmp_path, make_connector_sd, single_file: bool):
+    """A weights folder in one of the two layouts load_step1x reads, + a tiny VAE."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import save_file
+
+    from lightning_modules.backbones.step1x import save_connector
+    from lightning_modules.backbones.tiny import TINY_VAE_CONFIG
+
+    sd = _original_checkpoint(make_connector_sd)
+    save_file(sd, str(tmp_path / "step1x-edit-i1258.safetensors"))
+    if not single_file:
+        transformer_from_state_dict(dict(sd), axes_dims_rope=AXES).save_pretrained(tmp_path / "transformer")
+        assert save_connector(str(tmp_path / "step1x-edit-i1258.safetensors"), str(tmp_path / "connector.safetensors")) \
+            == len([k for k in sd if k.startswith("connector.")])
+        (tmp_path / "step1x-edit-i1258.safetensors").unlink()
+    torch.manual_seed(0)
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(tmp_path / "vae")
+    return sd
+
+
+def test_load_step1x_single_file_gives_dit_and_connector(tmp_path, make_connector_sd):
+    from lightning_modules.backbones.step1x import load_step1x
+
+    sd = _step1x_folder(tmp_path, make_connector_sd, single_file=True)
+    transformer, connector = load_step1x(str(tmp_path), torch.float32, axes_dims_rope=AXES)
+    assert transformer.config.joint_attention_dim == TXT
+    for key, value in connector.state_dict().items():
+        assert torch.equal(value, sd["connector." + key]), key
+    assert not any(p.requires_grad for p in connector.parameters())
+
+
+def test_step1x_backbone_feeds_connector_tokens_to_the_dit(tmp_path, make_connector_sd):
+    """step1x-edit from a converted folder + connector.safetensors + FE2E-style no_info.npz."""
+    from lightning_modules.backbones import BackboneConfig, build_backbone
+    from lightning_modules.backbones import tokens as tok
+    from lightning_modules.backbones.prompt import save_qwen_states
+    from lightning_modules.backbones.step1x_connector import connector_from_state_dict
+
+    sd = _step1x_folder(tmp_path, make_connector_sd, single_file=False)
+    g = torch.Generator().manual_seed(3)
+    mask = torch.tensor([1, 1, 1, 1, 0, 0])
+    states = torch.randn(6, CONN_IN, generator=g) * mask[:, None]
+    save_qwen_states(str(tmp_path / "no_info.npz"), states, mask)
+    cfg = BackboneConfig(name="step1x-edit", weights=str(tmp_path), prompt_embeds=str(tmp_path / "no_info.npz"),
+                         finetune="full", dit_dtype="float32")
+    backbone = build_backbone(cfg)
+    target, image = torch.randn(2, 16, 4, 6, generator=g), torch.randn(2, 16, 4, 6, generator=g)
+    sigma = torch.tensor([1.0, 0.4])
+    connector = connector_from_state_dict({k[len("connector."):]: v for k, v in sd.items() if k.startswith("connector.")})
+    with torch.no_grad():
+        out = backbone(target, image, sigma)
+        txt, pooled = connector(states[None].expand(2, -1, -1), mask[None].expand(2, -1).bool(), sigma * 1000)
+        ids = tok.position_ids(4, 6)  # Step1X: image tokens share the target's ids
+        ref = backbone.transformer(hidden_states=torch.cat([tok.pack(target), tok.pack(image)], 1),
+                                   encoder_hidden_states=txt, pooled_projections=pooled, timestep=sigma,
+                                   img_ids=torch.cat([ids, ids]), txt_ids=torch.zeros(6, 3), return_dict=False)[0]
+    assert out.num_text_tokens == 6  # padding tokens go to the DiT too, unmasked, as in Step1X-Edit
+    torch.testing.assert_close(out.target, tok.unpack(ref[:, :6], 4, 6))
+    torch.testing.assert_close(out.image, tok.unpack(ref[:, 6:], 4, 6))
+    cfg.connector_time_scale = 1.0
+    with torch.no_grad():
+        assert not torch.allclose(build_backbone(cfg)(target, image, sigma).target, out.target, atol=1e-4)
+
+
+def test_step1x_loading_errors_name_the_file(tmp_path, make_connector_sd):
+    from lightning_modules.backbones import BackboneConfig, build_backbone
+    from lightning_modules.backbones.prompt import save_qwen_states
+
+    _step1x_folder(tmp_path, make_connector_sd, single_file=False)
+    save_qwen_states(str(tmp_path / "wide.safetensors"), torch.zeros(4, CONN_IN + 1), torch.ones(4))
+    cfg = BackboneConfig(name="step1x-edit", weights=str(tmp_path), finetune="full", dit_dtype="float32",
+                         prompt_embeds=str(tmp_path / "wide.safetensors"))
+    with pytest.raises(ValueError, match=r"wide.safetensors.*\(T, 12\)"):
+        build_backbone(cfg)
+    cfg.prompt_embeds = None
+    with pytest.raises(ValueError, match="prompt_embeds is required"):
+        build_backbone(cfg)
+    (tmp_path / "connector.safetensors").unlink()
+    cfg.prompt_embeds = str(tmp_path / "wide.safetensors")
+    with pytest.raises(FileNotFoundError, match="connector.safetensors"):
+        build_backbone(cfg)
