@@ -43,7 +43,7 @@ def test_evaluate_missing_run_folder(tmp_path, capsys):
 def trained_run(tmp_path_factory, data_overrides):
     runs = tmp_path_factory.mktemp("runs")
     args = ["train", "--config", str(CONFIG_DIR / "fe2e.yaml"), *data_overrides, f"runs_dir={runs}",
-            "trainer.max_epochs=2", "evaluation.benchmarks=[kitti]"]
+            "trainer.max_epochs=2", "evaluation.benchmarks=[kitti]", "backbone.finetune=lora"]
     assert main(args) == 0
     return runs / "fe2e" / "fe2e", args
 

@@ -58,6 +58,18 @@ def test_editor_and_generator_study_differ_only_in_backbone_and_method():
     for section in ("objective", "optim", "data", "evaluation", "trainer", "features"):
         assert getattr(editor, section) == getattr(generator, section), section
     assert editor.quantization == generator.quantization and editor.seed == generator.seed
+    assert editor.backbone.finetune == generator.backbone.finetune == "full"  # tiny random DiTs
+
+
+@pytest.mark.parametrize("real", ["step1x-edit", "flux-dev", "flux-kontext", "qwen-image", "qwen-image-edit"])
+def test_real_backbone_configs_restore_the_papers_lora_recipe(real):
+    """The tiny presets fully fine-tune at lr 1e-3; a real backbone file layered on top (as the Makefile
+    does with WEIGHTS) must bring back SPEC's LoRA r64 / alpha 32 at AdamW lr 1e-4, bf16, checkpointing."""
+    for base in ("fe2e.yaml", "ablation/editor_vs_t2i/generator.yaml", "ablation/fe2e/row1.yaml"):
+        cfg = load_experiment([CONFIG_DIR / base, CONFIG_DIR / f"backbone/{real}.yaml"], ["backbone.weights=/w"])
+        b = cfg.backbone
+        assert (b.name, b.finetune, b.lora_rank, b.lora_alpha, b.dit_dtype) == (real, "lora", 64, 32, "bfloat16")
+        assert b.gradient_checkpointing and cfg.optim.lr == 1e-4
 
 
 @pytest.mark.parametrize("config", ROWS + [CONFIG_DIR / "fe2e.yaml"], ids=lambda p: p.stem)
