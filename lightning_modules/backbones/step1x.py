@@ -136,18 +136,20 @@ def load_step1x(folder: str, dtype: torch.dtype, axes_dims_rope=(16, 56, 56)):
         return transformer, connector_from_state_dict(load_file(path), path).to(dtype)
     path = find_dit_file(folder)
     state_dict = load_file(path)
+    connector = connector_from_state_dict(connector_weights(state_dict, path), path).to(dtype)
+    return transformer_from_state_dict(state_dict, dtype, axes_dims_rope), connector
+
+
+def connector_weights(state_dict: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """The `connector.*` tensors of a released DiT state dict, prefix removed; raises naming `source` if none."""
     _, connector = split_connector(state_dict)
     if not connector:
-        raise ValueError(f"{path}: no connector.* keys; expected the released Step1X-Edit DiT file")
-    connector = {k.removeprefix(CONNECTOR_PREFIX): v for k, v in connector.items()}
-    transformer = transformer_from_state_dict(state_dict, dtype, axes_dims_rope)
-    return transformer, connector_from_state_dict(connector, path).to(dtype)
+        raise ValueError(f"{source}: no connector.* keys (is this the released Step1X-Edit DiT file?)")
+    return {k.removeprefix(CONNECTOR_PREFIX): v for k, v in connector.items()}
 
 
 def save_connector(dit_file: str, out_path: str) -> int:
     """Write the `connector.*` tensors of a released DiT file, prefix removed, to `out_path`; returns how many."""
-    _, connector = split_connector(load_file(dit_file))
-    if not connector:
-        raise ValueError(f"{dit_file}: no connector.* keys (is this the Step1X-Edit DiT file?)")
-    save_file({k.removeprefix(CONNECTOR_PREFIX): v for k, v in connector.items()}, out_path)
+    connector = connector_weights(load_file(dit_file), dit_file)
+    save_file(connector, out_path)
     return len(connector)
