@@ -66,7 +66,8 @@ DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
 NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
 # Runs the tables score: CHECKPOINTS if given; else with WEIGHTS the released FE2E LoRA on Step1X-Edit
 # (no training); else the embedded default's runs, trained first if missing.
-# FE2E's released inference feeds Step1X-Edit's text connector sigma itself (not sigma * 1000).
+# Scored as FE2E's released evaluation runs it: the connector embeds sigma * 1000 (as in training; it is
+# inside the connector's forward) and the image latent is a seeded sample of the VAE posterior.
 RELEASED_LORA ?= $(WEIGHTS)/fe2e/fe2e_lora.safetensors
 RELEASED := $(if $(and $(WEIGHTS),$(if $(CHECKPOINTS),,yes)),runs/fe2e-released/released)
 DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor $(ABL_EVT)/generator)
@@ -75,7 +76,7 @@ DEPTH_RUNS  := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_
 NORMAL_RUNS := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_NORMAL_RUNS))
 join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
 released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DATA_CFG) $(EDITOR_CFG) \
-	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) backbone.connector_time_scale=1 \
+	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
         table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean

@@ -132,8 +132,15 @@ def _validate_components(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"config section '{section}': {err}") from None
 
 
+RETIRED_KEYS = {
+    "backbone.connector_time_scale": "Step1X-Edit's text connector always embeds sigma * 1000, inside its "
+    "forward, in training and inference alike, as Step1X-Edit's and FE2E's released code do (SPEC section 1)",
+}
+"""Keys older run folders may hold in config.yaml, and why they went (dropped with a warning)."""
+
+
 def load_experiment(files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> ExperimentConfig:
     """The validated experiment config from YAML files and key=value overrides (ConfigError if bad)."""
-    cfg = load_config(ExperimentConfig, files, overrides)
+    cfg = load_config(ExperimentConfig, files, overrides, retired=RETIRED_KEYS)
     _validate_components(cfg)
     return cfg

@@ -7,7 +7,8 @@ rejects) is raised as `ConfigError` naming the full dotted key and what was expe
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -46,27 +48,45 @@ def _merge(base: DictConfig, other: DictConfig, schema: DictConfig, source: str)
         raise _explain(err, schema, source) from None
 
 
-def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> T:
+def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
+                retired: Mapping[str, str] | None = None) -> T:
     """Build a validated `schema` instance from YAML `files` (merged in order) and `key=value` overrides.
 
     A YAML file may name others to merge first under the top-level key `defaults` (a list of paths
-    relative to that file). Returns the dataclass instance with every component's own validation
+    relative to that file). `retired` maps dotted keys the schema no longer has to why: such a key
+    in a file (an older run's config.yaml) is dropped with a warning; on the command line it is an
+    error. Returns the dataclass instance with every component's own validation
     (`__post_init__`) already run.
     """
+    retired = retired or {}
     structured = OmegaConf.structured(schema)
     cfg = structured
     for path in files:
         for layer_path, layer in _read_with_defaults(Path(path)):
+            _drop_retired(layer, retired, layer_path)
             cfg = _merge(cfg, layer, structured, str(layer_path))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
+        if item.split("=", 1)[0] in retired:
+            key = item.split("=", 1)[0]
+            raise ConfigError(f"command line: config key '{key}' no longer exists: {retired[key]}")
     if overrides:
         cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), structured, "command line")
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"required config value(s) missing: {', '.join(missing)} (set them in YAML or as key=value)")
     return _to_object(cfg)
+
+
+def _drop_retired(layer: DictConfig, retired: Mapping[str, str], path: Path) -> None:
+    """Remove retired keys from one YAML layer in place, logging each with its value and reason."""
+    for key, why in retired.items():
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(layer, parent_key) if parent_key else layer
+        if isinstance(parent, DictConfig) and leaf in parent:
+            log.warning("%s: ignoring retired config key '%s' (= %s): %s", path, key, parent[leaf], why)
+            parent.pop(leaf)
 
 
 def _read_with_defaults(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:

@@ -49,6 +49,10 @@ class EvalConfig:
     input_scale: float = 1.0
     """Scale of FE2E's model input size per benchmark (each side rounded to a multiple of 16);
     1.0 = the paper's buckets, the CPU demo uses 0.25."""
+    image_latent: str = "mode"
+    """Image latent the model is conditioned on at evaluation: 'mode' of the VAE posterior
+    (deterministic, the default) or a 'sample' from it, seeded per sample, as FE2E's released
+    evaluation code does (use it to score the released LoRA exactly as its authors did)."""
     on_bad_sample: str = "raise"
     """'raise' or 'skip' (counted and logged) for a prediction with NaN or a sample with no valid pixel."""
     output_dir: str | None = None
@@ -59,6 +63,8 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got '{self.alignment}'")
+        if self.image_latent not in ("mode", "sample"):
+            raise ValueError(f"image_latent must be 'mode' or 'sample', got '{self.image_latent}'")
         if self.on_bad_sample not in ("raise", "skip"):
             raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got '{self.on_bad_sample}'")
         if not 0 < self.input_scale <= 4:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -115,6 +117,25 @@ class DenseGeometryModule(L.LightningModule):
         gen.manual_seed(seed)
         return gen
 
+    def sample_generators(self, stage: str, names: Sequence[str]) -> list[torch.Generator]:
+        """One noise generator per sample, seeded by (seed, stage, CRC-32 of the sample's name).
+
+        Evaluation draws (the VAE posterior sample, DirectAdapt's start noise) then depend on the
+        sample alone, not on its batch, rank or the process count, and repeat at every validation.
+        """
+        stage_id = {"train": 0, "val": 1, "test": 2, "predict": 3}[stage]
+        gens = []
+        for name in names:
+            gen = torch.Generator(device=self.device)
+            gen.manual_seed((self.seed * 1_000_003 + stage_id * 7919 + zlib.crc32(str(name).encode()) * 131) % (2**63))
+            gens.append(gen)
+        return gens
+
+    def eval_generators(self, stage: str, batch: dict[str, Any]) -> list[torch.Generator] | torch.Generator:
+        """Per-sample generators from batch['name'] when the batch names its samples, else the step's."""
+        names = batch.get("name")
+        return self.sample_generators(stage, names) if names else self.step_generator(stage)
+
     # ------------------------------------------------------------------------------ targets
     @torch.no_grad()
     def encode_batch(self, batch: dict[str, Any], generator: torch.Generator | None,
@@ -149,17 +170,21 @@ class DenseGeometryModule(L.LightningModule):
     # ------------------------------------------------------------------------------ inference
     @torch.no_grad()
     def predict_geometry(self, rgb: torch.Tensor, out_size: tuple[int, int] | None = None,
-                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                         generator: list[torch.Generator] | torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """One zero-shot prediction.
 
         rgb: (B,3,H,W) in [-1,1], H and W multiples of 16 (resize to a bucket first).
+        generator: one for the batch or one per sample; drives the image posterior sample
+        (`evaluation.image_latent: sample`) and, for noise-start objectives, the start noise.
         Returns "depth": (B,1,H',W') affine-invariant value in [0,1] in the quantization's encoded
         space (log depth for "log"; larger = farther for direct/log, nearer for inverse), and, when
         the objective predicts normals, "normal": (B,3,H',W') unit normals (x left, y up, z toward
         camera); (H',W') = out_size or the input size, resized bilinearly.
         """
         size = out_size or tuple(rgb.shape[-2:])
-        z_image = self.backbone.encode(rgb, sample=False)
+        sample = self.eval_cfg.image_latent == "sample"
+        z_image = self.backbone.encode(rgb, sample=sample, generator=list(generator) if isinstance(
+            generator, Sequence) else generator)
         z_depth, z_normal = self.objective.predict(self.backbone, z_image, generator=generator)
         depth = dequantize_depth(self.backbone.decode(z_depth))
         out = {"depth": F.interpolate(depth, size=size, mode="bilinear", align_corners=False)}
@@ -168,7 +193,7 @@ class DenseGeometryModule(L.LightningModule):
         return out
 
     def predict_native(self, rgb: torch.Tensor, benchmark: str | None = None,
-                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                       generator: list[torch.Generator] | torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """`predict_geometry` of an image at its own size: resized to the model's input size for
         `benchmark` (FE2E's bucket when None), predicted, and resized back to (H, W) of `rgb`."""
         model_in = self.evaluator.model_input(benchmark, rgb)
@@ -197,7 +222,7 @@ class DenseGeometryModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], dataloader_idx: int, stage: str) -> None:
         name = self.evaluator.dataset_name(stage, dataloader_idx, self.trainer)
-        pred = self.predict_native(batch["rgb"], name, generator=self.step_generator(stage))
+        pred = self.predict_native(batch["rgb"], name, generator=self.eval_generators(stage, batch))
         self.evaluator.update(name, pred, batch, module=self, keep_rows=stage == "test")
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -219,7 +244,7 @@ class DenseGeometryModule(L.LightningModule):
         self.evaluator.finish("test", module=self)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        pred = self.predict_native(batch["rgb"], generator=self.step_generator("predict"))
+        pred = self.predict_native(batch["rgb"], generator=self.eval_generators("predict", batch))
         pred["name"] = batch.get("name")
         return pred
 

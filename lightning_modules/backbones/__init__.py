@@ -162,7 +162,7 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
         dim = connector.config.in_channels
         states, mask = (load_qwen_states(cfg.prompt_embeds, dim) if cfg.prompt_embeds is not None
                         else random_qwen_states(cfg.num_text_tokens, dim, cfg.seed))
-        return ConnectorText(connector, states, mask, cfg.connector_time_scale)
+        return ConnectorText(connector, states, mask)
     c = transformer.config
     pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
     if cfg.prompt_embeds is not None:

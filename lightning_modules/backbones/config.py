@@ -46,10 +46,6 @@ class BackboneConfig:
     presets and random_init (a seeded buffer is used). FLUX / Qwen-Image: safetensors with
     `prompt_embeds` (T, D) (+ `pooled_prompt_embeds` (768,) for FLUX). step1x-edit: the Qwen2.5-VL
     states `embeds` (T, 3584) + `masks` (T,), as .safetensors or FE2E's `no_info.npz`. See prompt.py."""
-    connector_time_scale: float = 1000.0
-    """Step1X-Edit (and tiny-editor) only: the text connector's timestep is sigma * this. 1000 as
-    Step1X-Edit's fine-tuning code and SPEC; Step1X-Edit's and FE2E's released inference code pass
-    sigma itself: use 1 to score the released FE2E LoRA exactly as its authors ran it."""
     num_text_tokens: int = 8
     """Text tokens of the fixed buffer used by tiny presets and random_init (ignored with a file)."""
 

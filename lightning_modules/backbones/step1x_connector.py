@@ -2,7 +2,9 @@
 
 A port of the architecture (HunyuanVideo's single-token refiner plus a pooled projection), with the
 parameter names of the released DiT file's `connector.*` keys so that state dict loads strictly.
-For x (B, T, C) Qwen states, m (B, T) the valid-token mask and t (B,) the connector timestep:
+For x (B, T, C) Qwen states, m (B, T) the valid-token mask and sigma (B,) the flow-matching time in
+[0, 1], the connector's timestep is t = 1000 * sigma (the x1000 is inside the forward, as in
+Step1X-Edit's and FE2E's released `connector_edit.py`; callers pass sigma, in training and inference):
 
     mean     = sum_j m_j x_j / sum_j m_j                                         (B, C)
     pooled   = global_proj_out(mean * (1 + scale_factor))                        (B, 768)
@@ -16,9 +18,6 @@ For x (B, T, C) Qwen states, m (B, T) the valid-token mask and t (B,) the connec
 sinusoid(t) = [cos(t f_k), sin(t f_k)] with f_k = 10000^(-k/128), k = 0..127; t is used as given.
 Attention: token i may attend to token j when both are valid; key 0 is always allowed, so padding
 rows are defined. LayerNorms have eps 1e-6 and affine weights; there is no qk-norm.
-
-The timestep: Step1X-Edit's fine-tuning code passes sigma * 1000 (SPEC section 1), its and FE2E's
-released inference code pass sigma itself (in [0, 1]). `ConnectorText` (text.py) takes the scale.
 """
 
 from __future__ import annotations
@@ -32,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 FREQUENCY_CHANNELS = 256
+TIMESTEP_SCALE = 1000.0
+"""The connector's timestep is sigma * this, inside its forward (Step1X-Edit, FE2E: `t = t * 1000`)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class _Refiner(nn.Module):
 
 
 class Step1XConnector(nn.Module):
-    """The connector; `forward(states, mask, t) -> (tokens (B, T, hidden), pooled (B, pooled))`."""
+    """The connector; `forward(states, mask, sigma) -> (tokens (B, T, hidden), pooled (B, pooled))`."""
 
     def __init__(self, cfg: ConnectorConfig = ConnectorConfig()):
         super().__init__()
@@ -104,9 +105,10 @@ class Step1XConnector(nn.Module):
         self.global_proj_out = nn.Linear(cfg.in_channels, cfg.pooled)
         self.scale_factor = nn.Parameter(torch.zeros(1))
 
-    def forward(self, states: torch.Tensor, mask: torch.Tensor, t: torch.Tensor
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, sigma: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """states (B, T, C); mask (B, T) bool or 0/1 (True = real token); t (B,) the connector timestep.
+        """states (B, T, C); mask (B, T) bool or 0/1 (True = real token); sigma (B,) in [0, 1]
+        (the timestep embedder sees sigma * 1000).
 
         Returns tokens (B, T, hidden) and pooled (B, pooled) in the parameters' dtype (or autocast's).
         """
@@ -114,7 +116,7 @@ class Step1XConnector(nn.Module):
         weights = valid.to(states.dtype).unsqueeze(-1)
         mean = (states * weights).sum(1) / weights.sum(1)
         pooled = self.global_proj_out(mean * (1 + self.scale_factor.to(states.dtype)))
-        c = self.S.t_embedder(t) + self.S.c_embedder(mean)
+        c = self.S.t_embedder(sigma * TIMESTEP_SCALE) + self.S.c_embedder(mean)
         allowed = valid[:, None, :, None] & valid[:, None, None, :]
         allowed[..., 0] = True
         h = self.S.input_embedder(states)

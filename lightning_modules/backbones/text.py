@@ -35,22 +35,19 @@ class FixedText(nn.Module):
 
 
 class ConnectorText(nn.Module):
-    """Step1X-Edit: connector(states, mask, sigma * time_scale) -> tokens (B, T, D), pooled (B, P).
+    """Step1X-Edit: connector(states, mask, sigma) -> tokens (B, T, D), pooled (B, P).
 
     states (T, C) and mask (T,) bool are the cached Qwen2.5-VL states of the empty prompt (prompt.py,
-    `load_qwen_states`); time_scale is 1000 as Step1X-Edit's fine-tuning code (SPEC), 1 as its and
-    FE2E's released inference code. The DiT receives all T tokens, padding included, unmasked, as
-    Step1X-Edit does.
+    `load_qwen_states`); the connector multiplies sigma by 1000 itself, in training and inference
+    alike (SPEC section 1). The DiT receives all T tokens, padding included, unmasked, as Step1X-Edit does.
     """
 
-    def __init__(self, connector: Step1XConnector, states: torch.Tensor, mask: torch.Tensor,
-                 time_scale: float = 1000.0):
+    def __init__(self, connector: Step1XConnector, states: torch.Tensor, mask: torch.Tensor):
         super().__init__()
         if states.ndim != 2 or mask.shape != states.shape[:1] or states.shape[1] != connector.config.in_channels:
             raise ValueError(f"expected states (T, {connector.config.in_channels}) and mask (T,), got "
                              f"{tuple(states.shape)} and {tuple(mask.shape)}")
         self.connector = connector.requires_grad_(False).eval()
-        self.time_scale = float(time_scale)
         self.register_buffer("states", states.float(), persistent=False)
         self.register_buffer("mask", mask.bool(), persistent=False)
 
@@ -62,8 +59,7 @@ class ConnectorText(nn.Module):
         b = sigma.shape[0]
         with torch.no_grad():
             states = self.states.to(self.connector.scale_factor.dtype).unsqueeze(0).expand(b, -1, -1)
-            tokens, pooled = self.connector(states, self.mask.unsqueeze(0).expand(b, -1),
-                                            sigma.float() * self.time_scale)
+            tokens, pooled = self.connector(states, self.mask.unsqueeze(0).expand(b, -1), sigma.float())
         return tokens.float(), pooled.float()
 
     def train(self, mode: bool = True):

@@ -23,19 +23,20 @@ class ObjectiveConfig:
     backbone with image tokens (sequence concatenation)."""
     sigma_sampling: str = "uniform"
     """How direct_adapt draws sigma per sample: 'uniform' U(0,1), 'logit_normal'
-    sigmoid(N(logit_mean, logit_std)), or 'shifted' s ~ U(0,1) then shift*s / (1 + (shift-1)*s).
-    Ignored by consistent_velocity (sigma = 1)."""
+    u = sigmoid(N(logit_mean, logit_std)), or 'shifted' (Step1X-Edit's recipe) that u then
+    shift*u / (1 + (shift-1)*u). Ignored by consistent_velocity (sigma = 1)."""
     shift: float = 3.1582
     """Schedule shift of 'shifted' (exp(1.15), Step1X-Edit's value at 1024x1024)."""
     logit_mean: float = 0.0
-    """Mean of the normal variable of 'logit_normal'."""
+    """Mean of the normal variable of 'logit_normal' and 'shifted'."""
     logit_std: float = 1.0
-    """Standard deviation of the normal variable of 'logit_normal'."""
+    """Standard deviation of the normal variable of 'logit_normal' and 'shifted'."""
     num_inference_steps: int = 28
-    """Euler steps of direct_adapt inference (sigmas linspace(1, 0, N+1)); CV always takes one."""
-    inference_shift: float = 1.0
-    """Shift applied to the direct_adapt inference sigmas (1 = plain linspace, as specified;
-    Step1X-Edit's own sampler uses 3.1582 at 1024x1024)."""
+    """Euler steps of direct_adapt inference; CV always takes one."""
+    inference_shift: float | None = None
+    """Shift of the direct_adapt inference sigmas shift*t / (1 + (shift-1)*t), t = linspace(1, 0, N+1).
+    None (default) = FLUX's resolution-dependent shift e^mu, mu = 0.5 + 0.65 (L - 256) / 3840 for
+    L target tokens, as FE2E's released sampler (SPEC section 3); a number fixes it (1 = linear)."""
     dispersive_weight: float = 0.5
     """lambda of the dispersive loss (DL); 0 turns it off. Total = L_fm + lambda * L_disp."""
     dispersive_block: str = "single.9"
@@ -58,7 +59,7 @@ class ObjectiveConfig:
                              f"(got kind={self.kind!r})")
         if int(self.num_inference_steps) < 1:
             raise ValueError(f"objective.num_inference_steps: expected >= 1, got {self.num_inference_steps}")
-        if self.shift <= 0 or self.inference_shift <= 0:
+        if self.shift <= 0 or (self.inference_shift is not None and self.inference_shift <= 0):
             raise ValueError(f"objective.shift / objective.inference_shift: expected > 0, "
                              f"got {self.shift} / {self.inference_shift}")
         if self.logit_std <= 0:

@@ -4,6 +4,7 @@ Convention (FLUX / diffusers): x_sigma = (1 - sigma) * x0 + sigma * noise, sigma
 the model predicts the velocity v = noise - x0. All three variants are this one formula with a
 different start:
     direct_adapt           sigma ~ sampler per sample, noise ~ N(0, I); inference: Euler over N steps
+                           on FLUX's resolution-dependent schedule (as FE2E's released sampler)
     consistent_velocity    sigma = 1, noise ~ N(0, I);   inference: one Euler step, z_D = noise - f
     + fixed_start          sigma = 1, noise = 0;         inference: one forward,    z_D = -f
 Depth is always predicted at the TARGET-token half; joint estimation supervises the IMAGE-token
@@ -22,6 +23,8 @@ from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.objectives.config import ObjectiveConfig
 from lightning_modules.objectives.dispersive import dispersive_loss
 from lightning_modules.objectives.sampling import (
+    Generators,
+    flux_dynamic_shift,
     inference_sigmas,
     randn_like,
     sample_sigma,
@@ -66,7 +69,7 @@ class Objective:
             raise ValueError("objective.joint_estimation=True needs a backbone with image tokens (sequence "
                              f"concatenation); {type(backbone).__name__} has has_image_tokens=False")
 
-    def _start(self, z: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _start(self, z: torch.Tensor, generator: Generators) -> tuple[torch.Tensor, torch.Tensor]:
         """(sigma (B,), noise like z). Draw order for direct_adapt: sigma first, then noise."""
         b = z.shape[0]
         cfg = self.cfg
@@ -79,7 +82,7 @@ class Objective:
         return sigma, noise
 
     def loss(self, backbone: GeometryBackbone, latents: Mapping[str, torch.Tensor],
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             generator: Generators = None) -> dict[str, torch.Tensor]:
         """Training losses (scalars, float32) for one batch of latents.
 
         latents: 'image' z_I and 'depth' z_D, (B,16,h,w); 'normal' z_N when joint_estimation;
@@ -114,13 +117,14 @@ class Objective:
 
     @torch.no_grad()
     def predict(self, backbone: GeometryBackbone, image_latent: torch.Tensor,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                generator: Generators = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Inference (no gradients): (depth latent (B,16,h,w), normal latent or None), float32.
 
         Euler x <- x + (sigma_next - sigma) * f from the start of `loss` down to sigma = 0:
-        direct_adapt over `num_inference_steps` (noise start); consistent_velocity in one step
-        (z_D = noise - f; with fixed_start z_D = -f). The normal latent (JE) is the image-token
-        output +f_image of the last forward pass.
+        direct_adapt over `num_inference_steps` (noise start) on `inference_schedule`;
+        consistent_velocity in one step (z_D = noise - f; with fixed_start z_D = -f). The normal
+        latent (JE) is the image-token output +f_image of the last forward pass. `generator`: one
+        for the batch, or one per sample (then a sample's noise is independent of the batching).
         """
         cfg = self.cfg
         self.check_backbone(backbone)
@@ -128,7 +132,7 @@ class Objective:
         b = z_i.shape[0]
         if cfg.kind == "direct_adapt":
             x = randn_like(z_i, generator)
-            sigmas = inference_sigmas(cfg.num_inference_steps, cfg.inference_shift)
+            sigmas = self.inference_schedule(z_i.shape[-2] * z_i.shape[-1])
         else:
             x = torch.zeros_like(z_i, dtype=torch.float32) if cfg.fixed_start else randn_like(z_i, generator)
             sigmas = torch.tensor([1.0, 0.0])
@@ -141,6 +145,14 @@ class Objective:
                     raise ValueError("objective.joint_estimation=True but the backbone returned no image-token output")
                 normal = out.image.float()
         return x, normal
+
+
+    def inference_schedule(self, latent_cells: int) -> torch.Tensor:
+        """direct_adapt's (N+1,) Euler sigmas, 1 -> 0, for an image latent of `latent_cells` = h*w
+        cells (L = h*w/4 target tokens after 2x2 packing)."""
+        cfg = self.cfg
+        shift = cfg.inference_shift if cfg.inference_shift is not None else flux_dynamic_shift(latent_cells // 4)
+        return inference_sigmas(cfg.num_inference_steps, shift)
 
 
 def _require(latents: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:

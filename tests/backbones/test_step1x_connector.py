@@ -69,31 +69,33 @@ def test_connector_matches_numpy_reference(make_connector_sd):
     connector = connector_from_state_dict(dict(sd), head_dim=H // HEADS).double()
     assert connector.config == ConnectorConfig(in_channels=C, hidden=H, heads=HEADS, depth=DEPTH, pooled=P)
     x, mask = _inputs()
+    # The connector takes sigma and embeds t = 1000 * sigma (released connector_edit.py: t = t * 1000).
     # Step1X-Edit builds the sinusoid in float32: exact to ~1e-7 rad at t <= 1, ~1e-4 rad at t = 1000
-    for t, tol in (([1.0, 0.37], 1e-7), ([1000.0, 370.0], 1e-4)):
-        t = torch.tensor(t, dtype=torch.float64)
+    for sigma, tol in (([0.001, 0.00037], 1e-7), ([1.0, 0.37], 1e-4)):
+        sigma = torch.tensor(sigma, dtype=torch.float64)
         with torch.no_grad():
-            tokens, pooled = connector(x.double(), mask, t)
-        ref_tokens, ref_pooled = _reference(sd, x.double().numpy(), mask.numpy(), t.numpy(), HEADS)
+            tokens, pooled = connector(x.double(), mask, sigma)
+        ref_tokens, ref_pooled = _reference(sd, x.double().numpy(), mask.numpy(), 1000.0 * sigma.numpy(), HEADS)
         np.testing.assert_allclose(tokens.numpy(), ref_tokens, rtol=tol, atol=tol)  # padding rows included
         np.testing.assert_allclose(pooled.numpy(), ref_pooled, rtol=1e-12, atol=1e-12)
 
 
-def test_connector_text_is_timestep_dependent_and_scaled(make_connector_sd):
-    connector = connector_from_state_dict(make_connector_sd(C, H, DEPTH, P), head_dim=H // HEADS)
+def test_connector_text_feeds_the_connector_sigma_times_1000(make_connector_sd):
+    sd = make_connector_sd(C, H, DEPTH, P)
+    connector = connector_from_state_dict(dict(sd), head_dim=H // HEADS)
     x, mask = _inputs()
-    text = ConnectorText(connector, x[0], mask[0], time_scale=1000.0)
+    text = ConnectorText(connector, x[0], mask[0])
     tokens, pooled = text(torch.tensor([1.0, 0.25]))
     assert tokens.shape == (2, 5, H) and pooled.shape == (2, P) and text.num_tokens == 5
     assert tokens.dtype == torch.float32 and not tokens.requires_grad
-    with torch.no_grad():
-        at_1000, _ = connector(x[:1], mask[:1], torch.tensor([1000.0]))
-        at_1, _ = connector(x[:1], mask[:1], torch.tensor([1.0]))
-    torch.testing.assert_close(tokens[:1], at_1000)
-    assert not torch.allclose(tokens[0], tokens[1], atol=1e-4)  # sigma 1 vs 0.25 differ
-    raw, _ = ConnectorText(connector, x[0], mask[0], time_scale=1.0)(torch.ones(1))
-    torch.testing.assert_close(raw, at_1)  # released inference code: the connector sees sigma itself
-    assert not torch.allclose(at_1, at_1000, atol=1e-4)
+    # independent reference at t = 1000 * sigma, as Step1X-Edit's and FE2E's connector_edit.py (training AND
+    # inference); t = sigma itself (what the project wrongly used to score the released LoRA) differs.
+    x0, m0 = x[:1].double().numpy(), mask[:1].numpy()
+    for i, sigma in enumerate((1.0, 0.25)):
+        ref, _ = _reference(sd, x0, m0, np.array([1000.0 * sigma]), HEADS)
+        np.testing.assert_allclose(tokens[i : i + 1].double().numpy(), ref, rtol=2e-4, atol=2e-4)
+    unscaled, _ = _reference(sd, x0, m0, np.array([1.0]), HEADS)
+    assert np.abs(tokens[:1].double().numpy() - unscaled).max() > 1e-2
     with pytest.raises(ValueError, match="states"):
         ConnectorText(connector, x[0, :, :5], mask[0])
 

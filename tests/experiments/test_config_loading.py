@@ -63,3 +63,28 @@ def test_missing_file_and_bad_override(tmp_path):
         load_config(Outer, [tmp_path / "nope.yaml"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(Outer, [], ["name"])
+
+
+def test_retired_keys_dropped_from_files_rejected_on_command_line(tmp_path, caplog):
+    old_run = tmp_path / "config.yaml"
+    old_run.write_text("name: x\ninner:\n  rate: 0.5\n  scale: 1000.0\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'inner\.scale'"):
+        load_config(Outer, [old_run])
+    retired = {"inner.scale": "always 1000 now"}
+    with caplog.at_level("WARNING"):
+        cfg = load_config(Outer, [old_run], retired=retired)
+    assert cfg.inner.rate == 0.5 and "inner.scale" in caplog.text and "always 1000 now" in caplog.text
+    with pytest.raises(ConfigError, match=r"'inner\.scale' no longer exists: always 1000 now"):
+        load_config(Outer, [old_run], ["inner.scale=1"], retired=retired)
+
+
+def test_old_run_config_with_connector_time_scale_still_loads(tmp_path):
+    from experiments.config import CONFIG_DIR, load_experiment
+    from experiments.config_loading import to_yaml
+
+    text = to_yaml(load_experiment([CONFIG_DIR / "fe2e.yaml"]))
+    old = tmp_path / "config.yaml"
+    old.write_text(text.replace("backbone:\n", "backbone:\n  connector_time_scale: 1000.0\n", 1))
+    assert load_experiment([old]).backbone.name == load_experiment([CONFIG_DIR / "fe2e.yaml"]).backbone.name
+    with pytest.raises(ConfigError, match="sigma \\* 1000"):
+        load_experiment([old], ["backbone.connector_time_scale=1"])

@@ -57,3 +57,19 @@ def test_ablation_fe2e(workdir):
     table = (workdir / "results/ablation-fe2e/table.md").read_text()
     ours = [line for line in table.splitlines() if line.startswith("|") and "(ablation-fe2e/row" in line]
     assert len(ours) == 9 and {f"row{i})" for i in range(1, 10)} == {line.split("/")[1].split(" ")[0] for line in ours}
+
+
+def test_released_lora_is_scored_as_fe2e_evaluates_it(tmp_path):
+    """`make table-depth WEIGHTS=...` scores the released LoRA with a sampled image latent and the
+    connector at its built-in sigma * 1000 (no override): the command it runs loads to that config."""
+    from experiments.config import load_experiment
+
+    dry = subprocess.run(["make", "-n", "table-depth", f"WEIGHTS={tmp_path}"], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    line = next(x for x in dry.splitlines() if "--adapter" in x)
+    assert "connector_time_scale" not in dry
+    words = line.split()
+    files = [REPO / words[i + 1] for i, w in enumerate(words) if w == "--config"]
+    overrides = [w for w in words if "=" in w and not w.startswith("-")]
+    cfg = load_experiment(files, overrides)
+    assert cfg.evaluation.image_latent == "sample" and cfg.backbone.name == "step1x-edit"

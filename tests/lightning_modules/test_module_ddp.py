@@ -38,3 +38,19 @@ def test_ddp_training_and_validation_equal_single_process(tmp_path, data_overrid
     trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     # ddp_spawn sends rank 0's logged metrics back to this process (not its loop counters)
     assert trainer.state.finished and math.isfinite(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_noise_start_and_sampled_latent_evaluation_independent_of_process_count(tmp_path, data_overrides,
+                                                                                monkeypatch):
+    """DirectAdapt starts from noise and `image_latent: sample` draws the VAE posterior: both are
+    seeded per SAMPLE (by name), so 1 and 2 processes score the same, and a re-run repeats itself."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = load_experiment([CONFIG_DIR / "ablation/editor_vs_t2i/editor.yaml",
+                           CONFIG_DIR / "ablation/editor_vs_t2i/direct_adapt.yaml"],
+                          [*data_overrides, f"runs_dir={tmp_path}", "evaluation.benchmarks=[kitti]",
+                           "objective.num_inference_steps=2", "evaluation.image_latent=sample"])
+    single = _validate(cfg, 1)
+    double = _validate(cfg, 2)
+    assert "val/kitti/abs_rel" in single and single.keys() == double.keys()
+    for key in single:
+        assert double[key] == pytest.approx(single[key], rel=1e-6, abs=1e-9), key

@@ -118,13 +118,67 @@ def test_direct_adapt_euler_recovers_x0(fake_backbone):
     assert normal is None and len(bb.calls) == 28
     torch.testing.assert_close(depth, x0, atol=1e-5, rtol=0)
     sig = [c["sigma"][0].item() for c in bb.calls]
-    assert sig[0] == 1.0 and sig[-1] == pytest.approx(1 / 28) and all(np.diff(sig) < 0)
+    # FLUX's dynamic schedule for L = 2*2/4 = 1 target token (transcribed from SPEC 3 here):
+    mu = 0.5 + (1.15 - 0.5) * (1 - 256) / (4096 - 256)
+    t = 1 / 28
+    assert sig[0] == 1.0 and sig[-1] == pytest.approx(math.exp(mu) / (math.exp(mu) + (1 / t - 1)), rel=1e-6)
+    assert all(np.diff(sig) < 0)
+
+
+def _flux_schedule_reference(n_steps: int, num_tokens: int) -> list[float]:
+    """FE2E's released sampler, transcribed from SPEC section 3 (pure Python, independent of the code)."""
+    mu = 0.5 + (1.15 - 0.5) * (num_tokens - 256) / (4096 - 256)
+    ts = [1 - i / n_steps for i in range(n_steps + 1)]
+    return [0.0 if t == 0 else math.exp(mu) / (math.exp(mu) + (1 / t - 1)) for t in ts]
+
+
+def test_direct_adapt_inference_follows_flux_dynamic_schedule(fake_backbone):
+    # a 1024x768 image: latent 96x128 -> L = 48*64 = 3072 target tokens, e^mu ~ 2.656
+    obj = build_objective(_cfg(kind="direct_adapt", fixed_start=False, num_inference_steps=28))
+    sig = obj.inference_schedule(96 * 128).tolist()
+    ref = _flux_schedule_reference(28, 3072)
+    np.testing.assert_allclose(sig, ref, rtol=1e-6, atol=1e-7)
+    linear = [1 - i / 28 for i in range(29)]
+    assert max(abs(a - b) for a, b in zip(sig, linear)) > 0.2  # SPEC: up to ~0.24 from linear
+    # the Euler loop really walks these sigmas, for the latent size it is given
+    bb = fake_backbone(a=0.0, b=0.0)
+    obj.predict(bb, torch.zeros(1, C, 8, 12), generator=torch.Generator().manual_seed(0))
+    walked = [c["sigma"][0].item() for c in bb.calls]
+    np.testing.assert_allclose(walked, _flux_schedule_reference(28, 4 * 6)[:-1], rtol=1e-6)
+    # a fixed shift stays available (1 = linear)
+    fixed = build_objective(_cfg(kind="direct_adapt", fixed_start=False, num_inference_steps=4, inference_shift=1.0))
+    torch.testing.assert_close(fixed.inference_schedule(96 * 128), torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
 
 
 def test_inference_sigmas_linspace_and_shift():
     torch.testing.assert_close(inference_sigmas(4), torch.tensor([1.0, 0.75, 0.5, 0.25, 0.0]))
     # shift 3: 3*0.5/(1+2*0.5) = 0.75
     assert inference_sigmas(2, shift=3.0)[1].item() == pytest.approx(0.75)
+
+
+def test_shifted_sampler_is_step1x_recipe():
+    # Step1X-Edit: u = sigmoid(n), n ~ N(0, 1), then sigma = 3.1582 u / (1 + 2.1582 u); same draws here
+    sh = sample_sigma(5, "shifted", torch.device("cpu"), torch.Generator().manual_seed(4), shift=3.1582)
+    n = torch.randn(5, generator=torch.Generator().manual_seed(4)).double().numpy()
+    u = 1 / (1 + np.exp(-n))
+    np.testing.assert_allclose(sh.numpy(), 3.1582 * u / (1 + 2.1582 * u), rtol=1e-6)
+
+
+def test_per_sample_generators_make_draws_independent_of_batching():
+    from lightning_modules.objectives.sampling import randn_like
+
+    def gens(seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    x = torch.zeros(3, C, H, W)
+    whole = randn_like(x, gens([10, 11, 12]))
+    halves = torch.cat([randn_like(x[:2], gens([10, 11])), randn_like(x[2:], gens([12]))])
+    torch.testing.assert_close(whole, halves, rtol=0, atol=0)
+    torch.testing.assert_close(whole[1], torch.randn(C, H, W, generator=torch.Generator().manual_seed(11)))
+    sig = sample_sigma(3, "uniform", torch.device("cpu"), gens([1, 2, 3]))
+    assert sig[2].item() == torch.rand(1, generator=torch.Generator().manual_seed(3)).item()
+    with pytest.raises(ValueError, match="2 generators for a batch of 3"):
+        randn_like(x, gens([1, 2]))
 
 
 def test_sigma_samplers_distribution():
