@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 FOCAL_AT_1024 = 886.81
 """Hypersim focal length in pixels at width 1024 (60 deg horizontal FOV); scales with width."""
 FLIP_THRESHOLD = -1e-3
-"""A normal n is inward when n . (camera - point) is below this (world frame)."""
+"""A normal n is inward when n . u is below this, u the unit vector from the point to the camera
+(world frame, as Marigold)."""
 
 
 def hypersim_intrinsics(height: int, width: int) -> np.ndarray:
@@ -125,6 +126,16 @@ class _CameraPositions:
         return pos[fid.frame]
 
 
+def inward_normals(normal_world: np.ndarray, position: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """(H, W) bool: True where the world normal points away from the camera, n . u < FLIP_THRESHOLD
+    with u = (camera - point) / ||camera - point|| (normal_world, position (H, W, 3); camera (3,))."""
+    to_cam = camera[None, None, :].astype(np.float64) - position.astype(np.float64)
+    dist = np.sqrt(np.einsum("hwc,hwc->hw", to_cam, to_cam))
+    facing = np.einsum("hwc,hwc->hw", normal_world.astype(np.float64), to_cam)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return facing / dist < FLIP_THRESHOLD
+
+
 def decode_raw(root: Path, fid: FrameId, camera_position: Callable[[FrameId], np.ndarray]) -> dict:
     """Native-resolution decoded frame: rgb uint8 (H,W,3), distance float16 (H,W), normal float16
     (H,W,3, project convention, outward, 0 where invalid), valid bool (H,W)."""
@@ -142,9 +153,7 @@ def decode_raw(root: Path, fid: FrameId, camera_position: Callable[[FrameId], np
     rgb = np.round(tone_map(np.nan_to_num(hdr), has_entity) * 255.0).astype(np.uint8)
     n_cam = arrays["normal_cam"].astype(np.float32)
     n_cam[..., 0] *= -1.0
-    to_cam = camera_position(fid)[None, None, :] - arrays["position"].astype(np.float64)
-    facing = np.einsum("hwc,hwc->hw", arrays["normal_world"].astype(np.float64), to_cam)
-    n_cam[facing < FLIP_THRESHOLD] *= -1.0
+    n_cam[inward_normals(arrays["normal_world"], arrays["position"], camera_position(fid))] *= -1.0
     good = valid & np.isfinite(n_cam).all(-1)
     n_cam[~good] = 0.0
     return {"rgb": rgb, "distance": dist.astype(np.float16), "normal": n_cam.astype(np.float16), "valid": valid}

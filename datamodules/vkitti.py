@@ -1,7 +1,7 @@
 """Virtual KITTI 2 reader of the released layout (SPEC sections 5, 6).
 
 Each sample: rgb from the JPEG, planar depth from the uint16 centimetre PNG (65535 = sky), valid
-where min_depth < depth <= max_depth, normals derived from depth with the frame's intrinsics
+where min_depth < depth < max_depth, normals derived from depth with the frame's intrinsics
 (local plane fit, cached once per frame as .npy under `cache_dir`), optional KB crop (352x1216).
 """
 
@@ -70,7 +70,7 @@ class VirtualKITTIDataset(Dataset):
     """Virtual KITTI 2 frames as sample dicts (`datamodules/__init__.py`).
 
     `crop`: 'kb' (rows H-352:H, cols (W-1216)//2 : +1216, intrinsics shifted) or None.
-    `height`/`width`: resize after the crop (None = keep). Valid depth: (min_depth, max_depth] m.
+    `height`/`width`: resize after the crop (None = keep). Valid depth: (min_depth, max_depth) m (open, as Marigold).
     `cache_dir`: where derived normals are kept as .npy (float16, full frame); None recomputes.
     `on_bad_sample`: 'raise' or 'skip' (logged, counted in `num_skipped`).
     """
@@ -149,9 +149,9 @@ class VirtualKITTIDataset(Dataset):
         if K is None:
             raise BadSampleError(f"{self.root / fr.scene / fr.cond / 'intrinsic.txt'}: no row for frame {fr.frame} camera {fr.cam}")
         depth = np.where(raw == SKY, 0.0, raw.astype(np.float32) / 100.0).astype(np.float32)
-        valid = (depth > self.min_depth) & (depth <= self.max_depth)
+        valid = (depth > self.min_depth) & (depth < self.max_depth)
         if not valid.any():
-            raise BadSampleError(f"{dpath}: no valid depth pixel in ({self.min_depth}, {self.max_depth}] m")
+            raise BadSampleError(f"{dpath}: no valid depth pixel in ({self.min_depth}, {self.max_depth}) m")
         normal = self._normals(fr, depth, K) * valid[..., None]
         sample = make_sample(rgb.astype(np.float32) / 255.0, depth, valid, normal, K, fr.name, self.dataset_name)
         if self.crop == "kb":

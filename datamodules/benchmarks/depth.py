@@ -1,8 +1,9 @@
 """Zero-shot depth benchmarks read straight from Marigold's released tars (SPEC section 7).
 
 Per sample: the RGB at native resolution, the ground truth decoded by the layout's format and the
-protocol's depth_scale, and valid_mask = decode-valid & (min_depth < g < max_depth) & the
-protocol's crop/mask rule:
+protocol's depth_scale, and valid_mask = decode-valid & the protocol's crop/mask rule &
+(min_depth < g < max_depth) unless the protocol says `range_masks_gt: false` (DIODE: the range
+then only clips aligned predictions). Crop/mask rules:
 - 'nyu_eigen': rows 45:471, cols 41:601 of 480x640 (scaled proportionally at other sizes).
 - 'kitti_eigen': KB crop to 352x1216 (top = H - 352, left = (W - 1216) // 2) of RGB, depth and
   intrinsics, then the Eigen mask rows int(0.3324324 H):int(0.91351351 H),
@@ -162,7 +163,9 @@ class DepthBenchmark(ListedBenchmark):
             rgb, depth, valid = rgb[box], depth[box], valid[box]
             K[0, 2] -= left
             K[1, 2] -= top
-        valid &= (depth > p.min_depth) & (depth < p.max_depth) & eval_mask(p.crop, *depth.shape)
+        valid &= eval_mask(p.crop, *depth.shape)
+        if p.range_masks_gt:
+            valid &= (depth > p.min_depth) & (depth < p.max_depth)
         return {
             "rgb": torch.from_numpy(rgb_to_unit(rgb, self._where(cols[0]))),
             "depth": torch.from_numpy(depth)[None],

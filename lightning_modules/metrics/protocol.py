@@ -23,9 +23,13 @@ class DepthProtocol:
     num_images: int
     """Images in the released test list that have ground truth (e.g. 652 for KITTI Eigen)."""
     min_depth: float
-    """Ground truth strictly above this is valid (metres)."""
+    """Ground truth strictly above this is valid (metres); aligned predictions are clipped to it."""
     max_depth: float
-    """Ground truth strictly below this is valid (metres; SPEC gives open intervals, as Marigold); .inf = none."""
+    """Ground truth strictly below this is valid (metres; SPEC gives open intervals, as Marigold); .inf =
+    none; aligned predictions are clipped to it."""
+    range_masks_gt: bool = True
+    """True: ground truth outside (min_depth, max_depth) is not scored. False (DIODE, as Marigold): the
+    dataset's own mask is the evaluation mask as is, and the range only clips the aligned prediction."""
     depth_scale: float = 1.0
     """Stored ground-truth value divided by this gives metres (png/1000 -> 1000; raw float -> 1)."""
     crop: str = "none"

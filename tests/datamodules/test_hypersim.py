@@ -209,3 +209,18 @@ def test_raw_and_cache_identical(tmp_path):
             assert torch.equal(a[key], b[key]), key
     with pytest.raises(ValueError, match="max_invalid_fraction"):
         HypersimDataset(raw_root, "train", max_invalid_fraction=0.5, cache_dir=tmp_path / "cache")
+
+
+def test_inward_test_uses_the_unit_vector_to_the_camera():
+    from datamodules.hypersim import inward_normals
+
+    # camera at the origin; points on the -z axis at distance 4 and 0.5; u = (0, 0, 1) for both.
+    # n . u = n_z: inward iff n_z < -1e-3 (Marigold), whatever the distance.
+    def n(z):
+        return [np.sqrt(1 - z * z), 0.0, z]
+
+    normal = np.array([[n(-0.0008), n(-0.002), n(-0.0015), n(0.5)]], dtype=np.float32)
+    position = np.array([[[0, 0, -4.0], [0, 0, -4.0], [0, 0, -0.5], [0, 0, -0.5]]], dtype=np.float32)
+    got = inward_normals(normal, position, np.zeros(3))
+    # un-normalised n . (camera - point) would call the first inward (-0.0032) and the third outward (-0.00075)
+    np.testing.assert_array_equal(got, [[False, True, True, False]])

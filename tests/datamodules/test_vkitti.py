@@ -130,3 +130,17 @@ def test_missing_intrinsics_row_and_file(bad_root):
     path.unlink()
     with pytest.raises(FileNotFoundError, match="intrinsic.txt"):
         _ds(bad_root)
+
+
+def test_valid_range_is_open_at_80_metres(tmp_path):
+    from PIL import Image
+
+    write_vkitti(tmp_path, scenes=("Scene02",), conditions=("clone",), frames_per_condition=1, height=H, width=W,
+                 seed=2, render_kwargs=LEVEL)
+    path = depth_path(tmp_path, "Scene02", "clone", 0, 0)
+    raw = np.array(Image.open(path)).astype(np.uint16)
+    raw[0, :3] = [8000, 7999, 8001]  # cm: exactly 80 m, just below, just above
+    Image.fromarray(raw).save(path)
+    valid = VirtualKITTIDataset(tmp_path, scenes=("Scene02",), conditions=("clone",), cameras=(0,), crop=None)[0][
+        "valid_mask"][0].numpy()
+    assert valid[0, :3].tolist() == [False, True, False]  # (1e-5, 80): Marigold's depth < 80
