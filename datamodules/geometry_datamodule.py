@@ -56,7 +56,7 @@ class DataConfig:
     vkitti_crop: str | None = "kb"
     """'kb' (352x1216 KITTI benchmark crop) or None."""
     vkitti_max_depth: float = 80.0
-    """Virtual KITTI depth above this (m) is invalid."""
+    """Virtual KITTI depth at or above this (m) is invalid (valid: below it, as Marigold)."""
     vkitti_normal_cache_dir: str | None = None
     """Where normals derived from VKITTI depth are cached (.npy per frame); None recomputes each time."""
     height: int | None = 768
