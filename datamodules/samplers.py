@@ -43,15 +43,19 @@ class MixedBatchSampler(Sampler[list[int]]):
     """Batches for a ConcatDataset whose parts have `sizes`; each batch comes WHOLE from one part,
     part k chosen with probability `probabilities[k]` (e.g. Hypersim 0.9, VKITTI 0.1).
 
-    Within a part, indices follow a fresh permutation per pass (reshuffled when used up), offset
-    into the concatenation. The stream is a pure function of (seed, epoch, rank): each rank gets a
-    different but reproducible stream; call `set_epoch` each epoch. `num_batches` per epoch and
-    rank defaults to sum(sizes) // (batch_size * num_replicas).
+    The GLOBAL batch (batch_size x num_replicas samples) is what is drawn: its part, and its indices
+    from a fresh permutation per pass (reshuffled when used up), offset into the concatenation; rank
+    r takes slice r of it. So every rank of a step trains on the same dataset (at the same
+    resolution, which cross-rank losses such as the dispersive loss need), no two ranks share a
+    sample within a pass, and W ranks x batch B see exactly the samples of one process with batch
+    W*B. The stream is a pure function of (seed, epoch), identical to the former single-process
+    stream; call `set_epoch` each epoch. `num_batches` per epoch and rank defaults to
+    sum(sizes) // (batch_size * num_replicas).
 
     `flip_prob` > 0 also decides horizontal flips: a flipped sample's index is shifted by sum(sizes),
-    for a `FlippedIndexDataset` over the concatenation. Flips are drawn from their own stream of
-    (seed, epoch, rank), so augmentation too is reproducible and survives a resume (a transform
-    drawing from the global RNG would not).
+    for a `FlippedIndexDataset` over the concatenation. Flips are drawn for the global batch from
+    their own stream of (seed, epoch), so augmentation too is reproducible and survives a resume (a
+    transform drawing from the global RNG would not).
     """
 
     def __init__(
@@ -73,12 +77,14 @@ class MixedBatchSampler(Sampler[list[int]]):
         probs = np.asarray(probabilities, dtype=np.float64)
         if (probs < 0).any() or probs.sum() <= 0:
             raise ValueError(f"probabilities must be >= 0 with a positive sum, got {list(probabilities)}")
+        self.num_replicas, self.rank = _dist_world(num_replicas, rank)
+        global_batch = batch_size * self.num_replicas
         for size, p in zip(sizes, probs):
-            if p > 0 and size < batch_size:
-                raise ValueError(f"a dataset with probability {p} has {size} samples, fewer than batch_size {batch_size}")
+            if p > 0 and size < global_batch:
+                raise ValueError(f"a dataset with probability {p} has {size} samples, fewer than the global batch "
+                                 f"data.batch_size x processes = {batch_size} x {self.num_replicas}")
         self.sizes, self.batch_size, self.probs = list(sizes), batch_size, probs / probs.sum()
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
-        self.num_replicas, self.rank = _dist_world(num_replicas, rank)
         self.num_batches = num_batches if num_batches is not None else max(1, sum(sizes) // (batch_size * self.num_replicas))
         self.seed, self.epoch = seed, 0
         self.sampler = _EpochForwarder(self)  # Lightning calls batch_sampler.sampler.set_epoch each epoch
@@ -90,21 +96,22 @@ class MixedBatchSampler(Sampler[list[int]]):
         return self.num_batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
-        flip_rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
-        total = sum(self.sizes)
+        rng = np.random.default_rng([self.seed, self.epoch, 0])
+        flip_rng = np.random.default_rng([self.seed, self.epoch, 0, 1])
+        total, size = sum(self.sizes), self.batch_size * self.num_replicas
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         perms = [np.empty(0, dtype=int) for _ in self.sizes]
         pos = [0] * len(self.sizes)
         for _ in range(self.num_batches):
             k = int(rng.choice(len(self.sizes), p=self.probs))
-            if pos[k] + self.batch_size > len(perms[k]):
+            if pos[k] + size > len(perms[k]):
                 perms[k] = rng.permutation(self.sizes[k])
                 pos[k] = 0
-            batch = perms[k][pos[k] : pos[k] + self.batch_size] + self.offsets[k]
-            pos[k] += self.batch_size
+            batch = perms[k][pos[k] : pos[k] + size] + self.offsets[k]
+            pos[k] += size
             if self.flip_prob > 0:
                 batch = batch + total * (flip_rng.random(len(batch)) < self.flip_prob)
-            yield batch.tolist()
+            yield batch[mine].tolist()
 
 
 class _EpochForwarder:

@@ -43,6 +43,10 @@ class ObjectiveConfig:
     """Backbone block (a name from `block_names()`) whose output the dispersive loss spreads."""
     dispersive_tau: float = 1.0
     """Temperature tau of the dispersive loss (> 0)."""
+    dispersive_across_ranks: bool = True
+    """Under DDP/FSDP, compute the dispersive loss on the GLOBAL batch (block features gathered over
+    all processes, with gradients), so it equals the single-process loss on that batch; False = per
+    process (then exactly 0 with one sample per GPU)."""
     latent_mask: bool = False
     """Marigold-style loss mask: average the MSE only over latent cells whose 8x8 pixels are all
     valid (the complement of the 8x8-max-pooled invalid mask, given as latents['latent_valid']).

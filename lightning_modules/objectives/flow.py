@@ -21,7 +21,7 @@ import torch
 
 from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.objectives.config import ObjectiveConfig
-from lightning_modules.objectives.dispersive import dispersive_loss
+from lightning_modules.objectives.dispersive import dispersive_loss, gather_across_ranks
 from lightning_modules.objectives.sampling import (
     Generators,
     flux_dynamic_shift,
@@ -111,7 +111,10 @@ class Objective:
                 names = backbone.block_names() if hasattr(backbone, "block_names") else sorted(out.features)
                 raise KeyError(f"objective.dispersive_block={cfg.dispersive_block!r}: the backbone returned no "
                                f"features for it; expected one of {names}")
-            losses["loss_disp"] = dispersive_loss(out.features[cfg.dispersive_block], cfg.dispersive_tau)
+            features = out.features[cfg.dispersive_block]
+            if cfg.dispersive_across_ranks:
+                features = gather_across_ranks(features)
+            losses["loss_disp"] = dispersive_loss(features, cfg.dispersive_tau)
             total = total + cfg.dispersive_weight * losses["loss_disp"]
         return {"loss": total, **losses}
 

@@ -31,6 +31,26 @@ def test_mixed_sampler_ranks_and_epochs_differ_deterministically():
     assert len(MixedBatchSampler([50, 50], 2, [0.5, 0.5], seed=0, num_replicas=2, rank=0)) == 25
 
 
+def test_ranks_slice_one_global_batch_from_one_dataset():
+    """W ranks x batch B draw exactly what one process draws with batch W*B (flips included):
+    rank r's batch is slice r of it, so all ranks of a step share a dataset and never a sample."""
+    sizes = [40, 12]
+    kw = dict(probabilities=[0.7, 0.3], num_batches=60, seed=5, flip_prob=0.5)
+    single = list(MixedBatchSampler(sizes, 6, num_replicas=1, rank=0, **kw))
+    ranks = [list(MixedBatchSampler(sizes, 2, num_replicas=3, rank=r, **kw)) for r in range(3)]
+    assert [sum((r[i] for r in ranks), []) for i in range(60)] == single
+    total = sum(sizes)
+    parts = [{(i % total) >= 40 for r in ranks for i in r[step]} for step in range(60)]
+    assert all(len(p) == 1 for p in parts) and {True} in parts and {False} in parts
+
+
+def test_dataset_smaller_than_the_global_batch_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"fewer than the global batch data.batch_size x processes = 4 x 2"):
+        MixedBatchSampler([100, 6], 4, [0.9, 0.1], num_replicas=2, rank=0)
+
+
 def test_unpadded_sampler_partitions_exactly():
     n, world = 11, 4
     parts = [list(UnpaddedDistributedSampler(n, world, r)) for r in range(world)]
