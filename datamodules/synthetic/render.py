@@ -28,6 +28,34 @@ VKITTI_FOCAL_PX = 725.0087
 VKITTI_WIDTH = 1242
 
 
+@dataclass(frozen=True)
+class SceneParams:
+    """Controls of a procedural scene beyond its seed (the miniature priors' classes and edits).
+
+    Every field None keeps what the seed draws, so a default render is unchanged.
+    """
+
+    light_dir: tuple[float, float, float] | None = None
+    """World-frame direction TOWARD the light (y up); normalised. Default (0.4, 1, 0.3)."""
+    hue: float | None = None
+    """Object colour in [0, 1) (HSV hue): the albedo of every object (boxes, spheres, cars) is pulled
+    70% toward this hue at saturation 0.8, value 0.8. Walls, floor and road keep their albedo."""
+    num_objects: int | None = None
+    """Objects in the scene: a room gets num_objects - 1 boxes and 1 sphere (>= 2), a road num_objects cars."""
+    object_shift: tuple[float, float] | None = None
+    """(dx, dz) metres added to the first object's position (world x right, z toward the camera)."""
+    exposure: float | None = None
+    """Radiance multiplier (1 = as rendered)."""
+
+
+def hue_rgb(hue: float, saturation: float = 0.8, value: float = 0.8) -> np.ndarray:
+    """(3,) RGB in [0, 1] of an HSV colour (hue in [0, 1), wraps)."""
+    h6 = (hue % 1.0) * 6.0
+    i, f = int(h6) % 6, h6 - int(h6)
+    p, q, t = value * (1 - saturation), value * (1 - saturation * f), value * (1 - saturation * (1 - f))
+    return np.array([(value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q)][i])
+
+
 @dataclass
 class RenderedView:
     """One rendered frame; arrays are (H, W[, C]) with row 0 at the top of the image."""
@@ -75,6 +103,8 @@ class _Scene:
         self.spheres: list[tuple[np.ndarray, float, int]] = []
         self.albedo: dict[int, np.ndarray] = {}
         self.pattern: dict[int, float] = {}
+        self.objects: list[int] = []
+        """Entity ids of the movable objects (boxes, spheres, cars), in creation order."""
 
     def quad(self, axis, coord, lo, hi, eid):
         self.quads.append((axis, float(coord), np.asarray(lo, float), np.asarray(hi, float), eid))
@@ -153,7 +183,15 @@ def _look_rotation(yaw: float, pitch: float) -> np.ndarray:
     return ry @ rx
 
 
-def _room(rng: np.random.Generator):
+def _shifted(lo, hi, shift):
+    """Box corners moved by shift = (dx, dz) (None: unchanged)."""
+    if shift is None:
+        return lo, hi
+    d = np.array([shift[0], 0.0, shift[1]])
+    return tuple(np.asarray(lo, float) + d), tuple(np.asarray(hi, float) + d)
+
+
+def _room(rng: np.random.Generator, params: SceneParams):
     s = _Scene()
     w, length, h = rng.uniform(4.0, 7.0), rng.uniform(6.0, 9.0), rng.uniform(2.6, 3.2)
     x0, x1, z0, z1 = -w / 2, w / 2, -length, 0.0
@@ -172,20 +210,27 @@ def _room(rng: np.random.Generator):
     s.quad(0, x0, (0, z0), (h, z1), 4)
     s.quad(0, x1, (0, z0), (h, z1), 5)
     eid = 6
-    for _ in range(int(rng.integers(2, 5))):
+    n_boxes = int(rng.integers(2, 5))
+    if params.num_objects is not None:
+        n_boxes = max(1, params.num_objects - 1)
+    for _ in range(n_boxes):
         bw, bd, bh = rng.uniform(0.4, 1.2, 3)
         cx, cz = rng.uniform(x0 + bw, x1 - bw), rng.uniform(z0 + bd, z0 + 0.6 * length)
-        s.box((cx - bw / 2, 0, cz - bd / 2), (cx + bw / 2, bh, cz + bd / 2), eid)
+        lo, hi = (cx - bw / 2, 0, cz - bd / 2), (cx + bw / 2, bh, cz + bd / 2)
+        s.box(*_shifted(lo, hi, params.object_shift if eid == 6 else None), eid)
+        s.objects.append(eid)
         eid += 1
-    for _ in range(int(rng.integers(1, 3))):
+    n_spheres = int(rng.integers(1, 3)) if params.num_objects is None else 1
+    for _ in range(n_spheres):
         r = rng.uniform(0.2, 0.5)
         s.sphere((rng.uniform(x0 + r, x1 - r), rng.uniform(r, 1.5), rng.uniform(z0 + r, z0 + 0.6 * length)), r, eid)
+        s.objects.append(eid)
         eid += 1
     cam = np.array([rng.uniform(-0.3, 0.3) * w, rng.uniform(1.2, 1.7), -rng.uniform(0.3, 1.0)])
     return s, cam, rng.uniform(-0.35, 0.35), rng.uniform(-0.15, 0.05)
 
 
-def _road(rng: np.random.Generator):
+def _road(rng: np.random.Generator, params: SceneParams):
     s = _Scene()
     length, half = 75.0, rng.uniform(5.0, 8.0)
     s.quad(1, 0.0, (-half - 4, -length), (half + 4, 5), 0)  # ground (road + sidewalks)
@@ -198,22 +243,28 @@ def _road(rng: np.random.Generator):
                 s.quad(0, side * (half + 4), (0, z - seg), (rng.uniform(6.0, 15.0), z), eid)
                 eid += 1
             z -= seg + rng.uniform(0.0, 3.0)
-    for _ in range(int(rng.integers(3, 8))):
+    n_cars = int(rng.integers(3, 8)) if params.num_objects is None else params.num_objects
+    for i in range(n_cars):
         lane = rng.choice([-1, 1]) * rng.uniform(1.5, half - 1.0)
         z = -rng.uniform(6.0, 60.0)
         cw, cl, ch = rng.uniform(1.6, 1.9), rng.uniform(3.8, 4.8), rng.uniform(1.4, 1.7)
-        s.box((lane - cw / 2, 0.15, z - cl / 2), (lane + cw / 2, 0.15 + ch, z + cl / 2), eid)
+        lo, hi = (lane - cw / 2, 0.15, z - cl / 2), (lane + cw / 2, 0.15 + ch, z + cl / 2)
+        s.box(*_shifted(lo, hi, params.object_shift if i == 0 else None), eid)
+        s.objects.append(eid)
         eid += 1
     cam = np.array([rng.uniform(-1.0, 1.0), 1.65, 0.0])
     return s, cam, rng.uniform(-0.08, 0.08), rng.uniform(-0.03, 0.01)
 
 
-def _shade(pos, nrm, eid, valid, dirs, kind, rng):
+def _shade(pos, nrm, eid, valid, dirs, kind, rng, params: SceneParams, objects: list[int]):
     """Textured Lambertian radiance (linear HDR) plus a background where nothing was hit."""
     n_ent = int(eid.max()) + 1 if valid.any() else 1
     albedo = rng.uniform(0.15, 0.85, (max(n_ent, 1), 3))
     freq = rng.uniform(1.0, 4.0, max(n_ent, 1))
-    light = np.array([0.4, 1.0, 0.3])
+    if params.hue is not None:
+        tinted = [e for e in objects if e < albedo.shape[0]]
+        albedo[tinted] = 0.3 * albedo[tinted] + 0.7 * hue_rgb(params.hue)
+    light = np.array(params.light_dir if params.light_dir is not None else [0.4, 1.0, 0.3], dtype=np.float64)
     light /= np.linalg.norm(light)
     power = 3.0 if kind == "road" else 1.6
     rgb = np.zeros((pos.shape[0], 3))
@@ -224,7 +275,7 @@ def _shade(pos, nrm, eid, valid, dirs, kind, rng):
     up = np.clip(dirs[~valid, 1], 0, 1)[:, None]
     sky = np.array([0.5, 0.7, 1.2]) * (1.5 + up) if kind == "road" else np.array([0.02, 0.02, 0.03])
     rgb[~valid] = sky
-    return rgb
+    return rgb if params.exposure is None else rgb * params.exposure
 
 
 def render_scene(
@@ -236,6 +287,7 @@ def render_scene(
     yaw_deg: float | None = None,
     pitch_deg: float | None = None,
     camera_offset: tuple[float, float, float] | None = None,
+    params: SceneParams | None = None,
 ) -> RenderedView:
     """Render one frame of a procedural `kind` ("room" or "road") scene, deterministic in `seed`.
 
@@ -243,15 +295,18 @@ def render_scene(
     the random camera orientation (a level camera with yaw 0 looks straight at the far wall / down
     the road; the camera never rolls). `camera_offset` moves the camera by this vector in its own
     frame (x right, y up, z back; metres), e.g. (0.532, 0, 0) for a stereo right camera.
+    `params` sets light, object colour, count, placement and exposure (`SceneParams`); two renders of
+    one seed that differ in one field are an edit pair (same camera and layout otherwise).
     """
+    params = params if params is not None else SceneParams()
     if K is None:
         K = default_intrinsics(kind, height, width)
     K = np.asarray(K, dtype=np.float64)
     rng = np.random.default_rng(seed)
     if kind == "room":
-        scene, cam, yaw, pitch = _room(rng)
+        scene, cam, yaw, pitch = _room(rng, params)
     elif kind == "road":
-        scene, cam, yaw, pitch = _road(rng)
+        scene, cam, yaw, pitch = _road(rng, params)
     else:
         raise ValueError(f"render kind must be 'room' or 'road', got {kind!r}")
     yaw = math.radians(yaw_deg) if yaw_deg is not None else yaw
@@ -273,7 +328,7 @@ def render_scene(
     valid = eid >= 0
     t = np.where(valid, t, np.nan)
     pos = cam + t[:, None] * d_world
-    rgb = _shade(pos, nrm_w, eid, valid, d_world, kind, rng)
+    rgb = _shade(pos, nrm_w, eid, valid, d_world, kind, rng, params, scene.objects)
 
     nrm_cam = nrm_w @ rot  # world -> GL camera (R^T n)
     nrm_cam[:, 0] *= -1.0  # project convention: x LEFT

@@ -66,3 +66,32 @@ def test_deterministic_and_sane_ranges():
 def test_unknown_kind_raises():
     with pytest.raises(ValueError, match="room"):
         render_scene("cave", 8, 8, 0)
+
+
+def test_scene_params_make_edit_pairs():
+    from datamodules.synthetic.render import SceneParams, hue_rgb
+
+    base = SceneParams(hue=0.1, light_dir=(0.4, 1.0, 0.3), num_objects=3)
+    a = render_scene("room", 48, 64, seed=11, params=base)
+    # relight: same geometry, different shading
+    b = render_scene("room", 48, 64, seed=11, params=SceneParams(hue=0.1, light_dir=(-1.0, 0.5, 0.2), num_objects=3))
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert np.abs(a.rgb_linear - b.rgb_linear).max() > 0.05
+    # recolour: only object pixels change (room objects are entity ids >= 6)
+    c = render_scene("room", 48, 64, seed=11, params=SceneParams(hue=0.6, light_dir=(0.4, 1.0, 0.3), num_objects=3))
+    changed = np.abs(a.rgb_linear - c.rgb_linear).max(-1) > 0
+    assert changed.any() and (a.entity_id[changed] >= 6).all()
+    # exposure: radiance scaled exactly
+    d = render_scene("room", 48, 64, seed=11, params=SceneParams(hue=0.1, light_dir=(0.4, 1.0, 0.3), num_objects=3,
+                                                                 exposure=2.0))
+    np.testing.assert_allclose(d.rgb_linear, 2.0 * a.rgb_linear, rtol=1e-6)
+    # move: the first box moves, the room itself does not
+    e = render_scene("room", 48, 64, seed=11, params=SceneParams(hue=0.1, light_dir=(0.4, 1.0, 0.3), num_objects=3,
+                                                                 object_shift=(0.6, 0.0)))
+    moved = (a.entity_id == 6) | (e.entity_id == 6)
+    assert moved.any() and not np.array_equal(a.entity_id == 6, e.entity_id == 6)
+    np.testing.assert_array_equal(np.nan_to_num(a.depth)[~moved], np.nan_to_num(e.depth)[~moved])
+    # object count: 2 boxes + 1 sphere; road: that many cars
+    assert set(np.unique(a.entity_id[a.entity_id >= 6])) <= {6, 7, 8}
+    np.testing.assert_allclose(hue_rgb(0.0), [0.8, 0.16, 0.16])  # HSV (0, 0.8, 0.8) by hand
+    np.testing.assert_allclose(hue_rgb(1 / 3), [0.16, 0.8, 0.16], atol=1e-12)
