@@ -18,6 +18,7 @@ PRECISION   ?= 32-true
 MAX_EPOCHS  ?=
 MAX_STEPS   ?=
 CHECKPOINTS ?=
+PRIORS_OUT  ?= lightning_modules/backbones/assets
 
 SYNTH_DIR   := data/synthetic
 CFG         := experiments/configs
@@ -79,7 +80,7 @@ released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DAT
 	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
-        table-depth table-normal tensorboard bench-metrics bench-data bench-gpu clean
+        table-depth table-normal priors tensorboard bench-metrics bench-data bench-gpu clean
 
 help: ## list the targets and variables
 	@echo "FE2E-Lightning: editor vs text-to-image generator fine-tuned for depth and normals."
@@ -159,6 +160,9 @@ table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints
 	set -e; for r in $(NORMAL_RUNS); do $(RUN) evaluate --checkpoint $$r --benchmarks $(NORMAL_BENCHMARKS); done
 	$(call released_eval,$(NORMAL_BENCHMARKS))
 	$(RUN) table normal --runs $(call join_runs,$(NORMAL_RUNS) $(RELEASED)) --out results/table-normal
+
+priors: $(STAMP) ## re-create the miniature priors (SPEC 11) from seeds into PRIORS_OUT [lightning_modules/backbones/assets]; long: thousands of CPU steps
+	$(RUN).priors --out $(PRIORS_OUT)
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006

@@ -20,7 +20,8 @@ __all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "b
 class Preset:
     """family: "flux" | "qwen"; image_frame: first id coordinate of image tokens (FLUX);
     guidance: the DiT has a guidance embedding; tiny: built by tiny.py; connector: the text
-    tokens come from cached Qwen2.5-VL states through Step1X-Edit's connector (step1x_connector.py)."""
+    tokens come from cached Qwen2.5-VL states through Step1X-Edit's connector (step1x_connector.py);
+    prior: a miniature-prior arm (tiny.MINI_FLUX_CONFIG; weights from tiny.mini_prior_file unless 'random')."""
 
     family: str
     is_editor: bool
@@ -28,6 +29,7 @@ class Preset:
     guidance: bool = False
     tiny: bool = False
     connector: bool = False
+    prior: str | None = None
 
 
 PRESETS = {
@@ -36,6 +38,10 @@ PRESETS = {
     "tiny-generator": Preset("flux", False, 0.0, True, True),
     "tiny-qwen-editor": Preset("qwen", True, tiny=True),
     "tiny-qwen-generator": Preset("qwen", False, tiny=True),
+    "mini-random": Preset("flux", False, tiny=True, prior="random"),
+    "mini-generator": Preset("flux", False, tiny=True, prior="generator"),
+    "mini-editor": Preset("flux", True, tiny=True, prior="editor"),
+    "mini-editor-norelight": Preset("flux", True, tiny=True, prior="editor-norelight"),
     "flux-dev": Preset("flux", False, 0.0, True),
     "flux-kontext": Preset("flux", True, 1.0, True),
     "step1x-edit": Preset("flux", True, 0.0, False, connector=True),
@@ -91,6 +97,8 @@ def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
     """(transformer, vae, Step1X connector or None) of the preset, loaded or randomly initialised."""
     from . import tiny
 
+    if preset.prior is not None:
+        return tiny.mini_prior_transformer(preset.prior, cfg.seed, cfg.weights), tiny.tiny_flux_vae(cfg.seed), None
     if preset.tiny:
         if cfg.weights is not None:
             raise ValueError(f"backbone.weights must be None for tiny preset {cfg.name}")
@@ -155,7 +163,7 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
     from .prompt import load_prompt_embeds, load_qwen_states, random_prompt_embeds, random_qwen_states
     from .text import ConnectorText, FixedText
 
-    if cfg.prompt_embeds is None and cfg.weights is not None:
+    if cfg.prompt_embeds is None and cfg.weights is not None and preset.prior is None:
         raise ValueError(f"backbone.prompt_embeds is required with real weights ({cfg.weights}); see "
                          "lightning_modules/backbones/prompt.py for how to make the file")
     if connector is not None:
@@ -164,6 +172,10 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
                         else random_qwen_states(cfg.num_text_tokens, dim, cfg.seed))
         return ConnectorText(connector, states, mask)
     c = transformer.config
+    if preset.prior not in (None, "random") and cfg.prompt_embeds is None:
+        from .tiny import mini_prior_text
+
+        return FixedText(*mini_prior_text(preset.prior, cfg.weights))
     pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
     if cfg.prompt_embeds is not None:
         return FixedText(*load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim))

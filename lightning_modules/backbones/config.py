@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TINY_NAMES = ("tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator")
+MINI_NAMES = ("mini-random", "mini-generator", "mini-editor", "mini-editor-norelight")
+"""The miniature study's arms: one architecture (tiny.MINI_FLUX_CONFIG), pretrained differently."""
+TINY_NAMES = ("tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator") + MINI_NAMES
 FULL_NAMES = ("flux-dev", "flux-kontext", "step1x-edit", "qwen-image", "qwen-image-edit")
 NAMES = TINY_NAMES + FULL_NAMES
 
@@ -14,7 +16,8 @@ class BackboneConfig:
     name: str = "tiny-editor"
     """Preset: one of `NAMES`. Editors: tiny-editor (Step1X-style ids, no guidance), tiny-kontext,
     tiny-qwen-editor, flux-kontext, step1x-edit, qwen-image-edit. Generators: tiny-generator,
-    tiny-qwen-generator, flux-dev, qwen-image."""
+    tiny-qwen-generator, flux-dev, qwen-image. Miniature priors (SPEC 11, one architecture):
+    mini-random, mini-generator (generators), mini-editor, mini-editor-norelight (editors)."""
     weights: str | None = None
     """Local folder with the pretrained weights (diffusers layout `transformer/`, `vae/`; for
     step1x-edit also the released single DiT file, see step1x.py). None = random init, allowed only

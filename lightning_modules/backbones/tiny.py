@@ -20,6 +20,11 @@ import torch
 TINY_FLUX_CONFIG = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=16,
                         num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
                         axes_dims_rope=(4, 6, 6))
+MINI_FLUX_CONFIG = dict(patch_size=1, in_channels=64, num_layers=2, num_single_layers=4, attention_head_dim=32,
+                        num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
+                        axes_dims_rope=(8, 12, 12), guidance_embeds=False)
+"""The ONE architecture of every miniature-prior arm (hidden 128, 2 double + 4 single blocks, ~2.3M
+parameters; no guidance embedding, plain text tokens): arms differ only in pretraining."""
 TINY_QWEN_CONFIG = dict(patch_size=2, in_channels=64, out_channels=16, num_layers=3, attention_head_dim=16,
                         num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=(4, 6, 6))
 TINY_VAE_CONFIG = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
@@ -73,6 +78,51 @@ def tiny_flux_vae(seed: int = 0, pretrained: bool = True):
                                "scaling_factor": info["scaling_factor"]})
     vae.load_state_dict({k: v.float() for k, v in load_file(weights).items()}, strict=True)
     return vae
+
+
+MINI_PRIOR_DIR = os.path.join(os.path.dirname(__file__), "assets")
+"""Default folder of the shipped miniature priors (mini_prior_{arm}.safetensors + .json provenance)."""
+
+
+def mini_prior_file(arm: str, folder: str | None = None) -> str:
+    """Path of arm's prior weights in `folder` (default MINI_PRIOR_DIR); FileNotFoundError if missing."""
+    path = os.path.join(folder or MINI_PRIOR_DIR, f"mini_prior_{arm}.safetensors")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: miniature prior '{arm}' not found; create it with `make priors` "
+                                "(python -m experiments.priors --out <folder>) and give that folder as backbone.weights")
+    return path
+
+
+def _mini_prior_tensors(arm: str, folder: str | None, prefix: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return {k[len(prefix):]: v.float() for k, v in load_file(mini_prior_file(arm, folder)).items()
+            if k.startswith(prefix)}
+
+
+def mini_prior_transformer(arm: str, seed: int = 0, folder: str | None = None):
+    """FluxTransformer2DModel(**MINI_FLUX_CONFIG), float32: seeded random init for arm 'random', else
+    the pretrained weights of `arm` (strict load) from `folder` (default: the shipped assets)."""
+    from diffusers import FluxTransformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = FluxTransformer2DModel(**MINI_FLUX_CONFIG)
+    if arm != "random":
+        path = mini_prior_file(arm, folder)
+        try:
+            model.load_state_dict(_mini_prior_tensors(arm, folder, "transformer."), strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: does not match MINI_FLUX_CONFIG: {str(err).splitlines()[0]}") from None
+    return model
+
+
+def mini_prior_text(arm: str, folder: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The arm's "empty prompt": tokens (T, D) and pooled (P,) of its all-null condition, float32."""
+    text = _mini_prior_tensors(arm, folder, "text.")
+    if set(text) != {"tokens", "pooled"}:
+        raise ValueError(f"{mini_prior_file(arm, folder)}: expected text.tokens and text.pooled, got {sorted(text)}")
+    return text["tokens"], text["pooled"]
 
 
 def tiny_qwen_transformer(seed: int = 0):
