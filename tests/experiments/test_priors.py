@@ -89,3 +89,22 @@ def test_random_arm_has_the_same_architecture_and_no_file():
     assert not torch.equal(bb.transformer.state_dict()[w], other.transformer.state_dict()[w])
     assert sum(p.numel() for p in bb.transformer.parameters()) == sum(
         p.numel() for p in build_prior(0)[0].parameters())
+
+
+def test_token_log_depth_by_hand():
+    from experiments.probe import token_log_depth
+
+    depth = np.full((1, 16, 32), np.nan)
+    depth[0, :, :16] = np.e  # left token: log depth 1 everywhere
+    depth[0, :8, 16:] = np.e ** 3  # right token: half valid at log 3
+    np.testing.assert_allclose(token_log_depth(depth), [[1.0, 3.0]])
+    assert np.isnan(token_log_depth(np.full((1, 16, 16), np.nan))).all()
+
+
+def test_probe_runs_on_every_block():
+    from experiments.probe import probe_backbone, probe_scenes
+
+    rgb, depth = probe_scenes(n=6, hw=(32, 48))
+    bb = build_backbone(BackboneConfig(name="mini-random", finetune="full", dit_dtype="float32"))
+    r2 = probe_backbone(bb, rgb, depth)
+    assert list(r2) == bb.block_names() and all(np.isfinite(v) and v <= 1 for v in r2.values())
