@@ -50,6 +50,19 @@ GENERATOR_CFG := --config $(CFG)/backbone/flux-dev.yaml
 EDITOR_OVR    := backbone.weights=$(WEIGHTS)/step1x-edit backbone.prompt_embeds=$(STEP1X_PROMPT)
 GENERATOR_OVR := backbone.weights=$(WEIGHTS)/flux-dev backbone.prompt_embeds=$(WEIGHTS)/flux-dev/empty_prompt.safetensors
 endif
+# The study's arms: the miniature priors (SPEC 11; random first: the reference arm) on the embedded default,
+# Step1X-Edit vs FLUX.1-dev with WEIGHTS. Every arm runs once per seed of SEEDS, all with one recipe.
+SEEDS ?= 0 1 2
+STUDY_BENCHMARKS := kitti,nyuv2,eth3d
+ifeq ($(WEIGHTS),)
+STUDY_ARMS := random generator editor editor-norelight
+study_cfg = $(CFG)/ablation/editor_vs_t2i/mini/$(1).yaml
+study_weights =
+else
+STUDY_ARMS := generator editor
+study_cfg = $(CFG)/ablation/editor_vs_t2i/$(1).yaml
+study_weights = $$(case $(1) in editor) echo "$(EDITOR_CFG) $(EDITOR_OVR)";; *) echo "$(GENERATOR_CFG) $(GENERATOR_OVR)";; esac)
+endif
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
@@ -71,7 +84,7 @@ NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
 # inside the connector's forward) and the image latent is a seeded sample of the VAE posterior.
 RELEASED_LORA ?= $(WEIGHTS)/fe2e/fe2e_lora.safetensors
 RELEASED := $(if $(and $(WEIGHTS),$(if $(CHECKPOINTS),,yes)),runs/fe2e-released/released)
-DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor $(ABL_EVT)/generator)
+DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor-s0 $(ABL_EVT)/generator-s0)
 DEFAULT_NORMAL_RUNS := $(if $(WEIGHTS),,runs/fe2e/fe2e)
 DEPTH_RUNS  := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_DEPTH_RUNS))
 NORMAL_RUNS := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_NORMAL_RUNS))
@@ -102,6 +115,8 @@ help: ## list the targets and variables
 	@echo "                 [WEIGHTS/step1x-edit/empty_prompt.safetensors]"
 	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
+	@echo "  SEEDS        fine-tuning seeds of ablation-editor-vs-t2i [$(SEEDS)] (>= 3 for the verdict)"
+	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -128,10 +143,14 @@ synth: $(DATA_DEP) ## write the procedural scenes of the embedded default to dat
 $(SYNTH_DIR)/SYNTHETIC.txt: | $(STAMP)
 	$(RUN) synth --out $(SYNTH_DIR)
 
-ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## editor vs generator, same recipe (RECIPE=improved|direct); table, loss curves, features
-	$(call train_eval,$(CFG)/ablation/editor_vs_t2i/editor.yaml,EDITOR,$(ABL_EVT)/editor,kitti$(comma)eth3d)
-	$(call train_eval,$(CFG)/ablation/editor_vs_t2i/generator.yaml,GENERATOR,$(ABL_EVT)/generator,kitti$(comma)eth3d)
-	$(RUN) report-ablation $(ABL_EVT) --runs editor,generator --out results/ablation-editor-vs-t2i
+ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## the study: every arm x SEEDS, one recipe (RECIPE=improved|direct); verdict, curves, probe, features
+	set -e; for s in $(SEEDS); do for a in $(STUDY_ARMS); do \
+	  $(RUN) train --config $(call study_cfg,$$a) $(RECIPE_CFG) $(DATA_CFG) $(call study_weights,$$a) $(DATA_OVR) \
+	    $(TRAIN_OVR) run=$$a-s$$s seed=$$s data.seed=$$s backbone.seed=$$s overwrite=true; \
+	  $(RUN) evaluate --checkpoint $(ABL_EVT)/$$a-s$$s --benchmarks $(STUDY_BENCHMARKS); done; done
+	$(RUN) report-ablation $(ABL_EVT) --runs editor-s$(firstword $(SEEDS)),generator-s$(firstword $(SEEDS)) --out results/ablation-editor-vs-t2i
+	$(RUN) report-study $(ABL_EVT) --arms $(call join_runs,$(STUDY_ARMS)) --seeds $(call join_runs,$(SEEDS)) \
+	  --reference $(firstword $(STUDY_ARMS)) --benchmarks $(STUDY_BENCHMARKS) $(if $(WEIGHTS),,--probe) --out results/ablation-editor-vs-t2i
 
 ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
 	set -e; for r in $(FE2E_ROWS_EDITOR); do \
