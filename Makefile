@@ -162,8 +162,8 @@ table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
 
-bench-metrics: $(STAMP) ## time the batched metric suite vs a per-image NumPy reference (654 maps 480x640)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
+bench-metrics: $(STAMP) ## depth metric suite vs a per-image NumPy reference and the bandwidth floor, per mask kind
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
 
 bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI
 	$(PY) -m experiments.bench.data
