@@ -1,9 +1,10 @@
 """Per-image depth alignment and metrics over the valid pixels only, in NumPy float64 (SPEC 7).
 
-The per-pixel work of the metric suite. For one image it gathers the valid pixels once (the one
-float32 -> float64 cast), fits the alignment on them, transforms and scores them in a dozen
-vectorised passes over scratch arrays that are reused from image to image (on this kind of
-machine a fresh multi-megabyte array costs more in page faults than the arithmetic done on it).
+The per-pixel work of the metric suite. For one image, pass 1 gathers the valid pixels (the one
+float32 -> float64 cast) and accumulates the alignment fit's sums as each chunk arrives; pass 2
+aligns and scores them chunk by chunk. Scratch arrays are reused from image to image (on this
+kind of machine a fresh multi-megabyte array costs more in page faults than the arithmetic done
+on it), and no multithreaded BLAS is called (it spin-waits on a shared machine).
 Nothing is computed for pixels outside the mask, so sparse LiDAR maps cost what their points cost.
 
 Inputs are 2-D NumPy arrays of one image; callers holding torch tensors convert with `as_numpy`
@@ -33,8 +34,9 @@ DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 LOG_DELTA_THRESHOLDS = tuple(float(x) for x in np.log(np.array(DELTA_THRESHOLDS)))
 """ln(1.25^k), by NumPy's own log (the one that takes ln d and ln g), so a ratio of exactly 1.25^k
 against g = 1 is not counted as below."""
-CHUNK = 1 << 15
-"""Valid pixels aligned and scored per step (256 KiB per float64 temporary)."""
+CHUNK = 1 << 17
+"""Valid pixels gathered, aligned and scored per step (1 MiB per float64 temporary): large enough
+that the NumPy call overhead stays small, small enough to bound the temporaries of huge maps."""
 RETAIN_MAX = 1 << 22
 """Scratch arrays up to this many elements (32 MiB in float64) are kept between images."""
 
@@ -75,40 +77,77 @@ def as_numpy(x: torch.Tensor) -> np.ndarray:
     return x.cpu().numpy()
 
 
+def gathered_chunks(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, p_out: np.ndarray, g_out: np.ndarray):
+    """Gather the prediction and ground truth at the True pixels of `valid` (same 2-D shape) into
+    the float64 1-D arrays p_out, g_out (length = number of valid pixels, row-major order), CHUNK
+    pixels at a time; yields (slice, p_out[slice], g_out[slice]) as each chunk is filled, so the
+    caller can use it while it is in cache."""
+    idx = np.flatnonzero(np.ascontiguousarray(valid, dtype=bool).reshape(-1))
+    flats = [np.ascontiguousarray(x).reshape(-1) for x in (pred, gt)]
+    for start in range(0, idx.size, CHUNK):
+        part = slice(start, min(start + CHUNK, idx.size))
+        for name, flat, dest in zip(("p", "g"), flats, (p_out, g_out)):
+            if flat.dtype == np.float64:
+                np.take(flat, idx[part], out=dest[part], mode="clip")
+            else:  # gather in the input dtype, then the one cast to float64
+                raw = _scratch.get(name + "_raw", CHUNK, flat.dtype)[: part.stop - part.start]
+                np.copyto(dest[part], np.take(flat, idx[part], out=raw, mode="clip"))
+        yield part, p_out[part], g_out[part]
+
+
 def gather_valid(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The prediction and ground truth at the True pixels of `valid` (same 2-D shape), as two
     float64 1-D arrays in row-major order (views of this thread's scratch arrays: valid until the
     next call)."""
-    v = np.ascontiguousarray(valid, dtype=bool).reshape(-1)
-    idx = np.flatnonzero(v)
-    out = []
-    for name, x in (("p", pred), ("g", gt)):
-        flat = np.ascontiguousarray(x).reshape(-1)
-        if flat.dtype == np.float64:
-            out.append(np.take(flat, idx, out=_scratch.get(name, idx.size), mode="clip"))
-        else:
-            raw = np.take(flat, idx, out=_scratch.get(name + "_raw", idx.size, flat.dtype), mode="clip")
-            cast = _scratch.get(name, idx.size)
-            np.copyto(cast, raw)
-            out.append(cast)
-    return out[0], out[1]
+    n = int(np.count_nonzero(valid))
+    p, g = _scratch.get("p", n), _scratch.get("g", n)
+    for _ in gathered_chunks(pred, gt, valid, p, g):
+        pass
+    return p, g
+
+
+class LineFit:
+    """Running sums of a least-squares line y ~ s*x + t, fed chunk by chunk (`add`), solved by
+    `solve`. Sums are of x - x0 and y - y0 with (x0, y0) the first pair seen: no cancellation far
+    from the origin, and a constant x gives exactly s = 0."""
+
+    def __init__(self) -> None:
+        self.n, self.x0, self.y0 = 0, 0.0, 0.0
+        self.sx = self.sy = self.sxx = self.sxy = 0.0
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Add float64 1-D arrays x, y (same length) to the sums."""
+        if x.size == 0:
+            return
+        if self.n == 0:
+            self.x0, self.y0 = float(x[0]), float(y[0])
+        xs = np.subtract(x, self.x0, out=_scratch.get("fit_x", x.size))
+        ys = np.subtract(y, self.y0, out=_scratch.get("fit_y", y.size))
+        self.n += x.size
+        self.sx += float(np.add.reduce(xs))
+        self.sy += float(np.add.reduce(ys))
+        self.sxx += dot(xs, xs)
+        self.sxy += dot(xs, ys)
+
+    def solve(self) -> tuple[float, float]:
+        """(s, t); (nan, nan) with no data; s = 0, t = mean(y) for a constant x; NaN/inf in the
+        data propagate to t."""
+        n = self.n
+        if n == 0:
+            return math.nan, math.nan
+        var = self.sxx - self.sx * self.sx / n
+        cov = self.sxy - self.sx * self.sy / n
+        s = cov / var if var > 0 else 0.0
+        return s, (self.y0 + self.sy / n) - s * (self.x0 + self.sx / n)
 
 
 def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least-squares s, t minimising sum((s*x + t - y)^2) over two float64 1-D arrays.
-
-    x and y are centred on their means first (no cancellation far from the origin). A constant x
-    gives s = 0, t = mean(y); empty input gives (nan, nan); NaN/inf in the input propagate to t.
-    """
-    n = x.size
-    if n == 0:
-        return math.nan, math.nan
-    mean_x, mean_y = float(np.add.reduce(x)) / n, float(np.add.reduce(y)) / n
-    xc = np.subtract(x, mean_x, out=_scratch.get("fit_x", n))
-    yc = np.subtract(y, mean_y, out=_scratch.get("fit_y", n))
-    var, cov = dot(xc, xc), dot(xc, yc)  # the centred sums are 0 up to rounding: left out
-    s = cov / var if var > 0 else 0.0
-    return s, mean_y - s * mean_x
+    """Least-squares s, t minimising sum((s*x + t - y)^2) over two float64 1-D arrays (`LineFit`,
+    CHUNK elements at a time). Empty input gives (nan, nan)."""
+    fit = LineFit()
+    for start in range(0, x.size, CHUNK):
+        fit.add(x[start : start + CHUNK], y[start : start + CHUNK])
+    return fit.solve()
 
 
 def fit_target(p: np.ndarray, g: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,20 +246,32 @@ def score_image(
     scored, (8 NaNs, the reason: no valid pixel, no pixel usable for the fit, a NaN/inf or
     non-positive ground truth or prediction at a valid pixel).
     """
+    n = int(np.count_nonzero(valid))
+    if n == 0:
+        return _NAN_ROW.copy(), "no valid pixel"
+    fitting = space not in (None, "none")
     with np.errstate(all="ignore"):
-        p, g = gather_valid(pred, gt, valid)
-        if p.size == 0:
-            return _NAN_ROW.copy(), "no valid pixel"
-        log_g = None
+        fit = LineFit()
+        p, g = _scratch.get("p", n), _scratch.get("g", n)
+        target = _scratch.get("target", n)  # 1/g or ln g (disparity, log)
+        for part, p_c, g_c in gathered_chunks(pred, gt, valid, p, g):  # pass 1: gather, cast, fit sums
+            if space in ("log", "disparity"):  # fit on g > 0 and p > 0 only (SPEC 7; NaN compares False)
+                y_c = (np.log if space == "log" else np.reciprocal)(g_c, out=target[part])
+                if min(float(np.min(p_c)), float(np.min(g_c))) > 0:
+                    fit.add(p_c, y_c)
+                else:
+                    usable = (p_c > 0) & (g_c > 0)
+                    fit.add(p_c[usable], y_c[usable])
+            elif space == "depth":
+                fit.add(p_c, g_c)
+        log_g = target if space == "log" else None
         s = t = 0.0
-        if space not in (None, "none"):
-            x, y, y_all = fit_target(p, g, space)
-            if x.size == 0:
+        if fitting:
+            if fit.n == 0:
                 return _NAN_ROW.copy(), "no pixel usable for the alignment fit (g > 0 and p > 0)"
-            s, t = fit_line(x, y)
-            log_g = y_all if space == "log" else None
+            s, t = fit.solve()
         sums = np.zeros(len(DEPTH_METRIC_NAMES))
-        for start in range(0, p.size, CHUNK):  # chunks: the temporaries stay in the L2 cache
+        for start in range(0, n, CHUNK):  # pass 2: align and score, chunk by chunk (in cache)
             part = slice(start, start + CHUNK)
             lg = None if log_g is None else log_g[part]
             if space is None:
