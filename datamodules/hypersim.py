@@ -22,6 +22,7 @@ from datamodules.io_utils import (
     BadSampleError,
     SkipCounter,
     check_policy,
+    lookup,
     make_sample,
     read_hdf5,
 )
@@ -70,9 +71,9 @@ def tone_scale(hdr: np.ndarray, valid: np.ndarray):
     float16 HDR: each weighted channel is a look-up in a table of the float32 products."""
     if hdr.dtype == np.float16:
         bits = hdr.view(np.uint16)
-        brightness = np.take(_BRIGHTNESS_TABLES[0], bits[..., 0])
-        brightness += np.take(_BRIGHTNESS_TABLES[1], bits[..., 1])
-        brightness += np.take(_BRIGHTNESS_TABLES[2], bits[..., 2])
+        brightness = lookup(_BRIGHTNESS_TABLES[0], bits[..., 0])
+        brightness += lookup(_BRIGHTNESS_TABLES[1], bits[..., 1])
+        brightness += lookup(_BRIGHTNESS_TABLES[2], bits[..., 2])
     else:
         px = hdr.astype(np.float32)
         brightness = 0.3 * px[..., 0] + 0.59 * px[..., 1] + 0.11 * px[..., 2]
@@ -107,7 +108,7 @@ def tone_map_uint8(hdr: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if hdr.dtype == np.float16:
         with np.errstate(over="ignore"):  # scale * float32 max -> inf -> 255, as on the image
             table = np.round(apply_tone(_FLOAT16_VALUES, scale) * 255.0).astype(np.uint8)
-        return np.take(table, hdr.view(np.uint16))
+        return lookup(table, hdr.view(np.uint16))
     return np.round(apply_tone(np.nan_to_num(hdr.astype(np.float32)), scale) * 255.0).astype(np.uint8)
 
 

@@ -119,8 +119,8 @@ class DepthMetrics(Metric):
     no pixel usable for the fit, or a NaN/inf or non-positive prediction or ground truth at a
     valid pixel is a bad sample: `on_bad_sample='raise'` raises ValueError naming it (from
     `names`, else its batch index) and why; 'skip' logs a warning, excludes it and counts it in
-    the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 tensor
-    of that batch's per-image values (NaN for skipped images).
+    the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 CPU
+    tensor of that batch's per-image values (NaN for skipped images).
     compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises RuntimeError if no
     image was scored.
     """
@@ -138,7 +138,7 @@ class DepthMetrics(Metric):
         if not min_depth <= max_depth:
             raise ValueError(f"DepthMetrics: min_depth {min_depth} > max_depth {max_depth}")
         self.space, self.min_depth, self.max_depth = space, min_depth, max_depth
-        self.batch_values: dict[str, torch.Tensor] = {}
+        self._batch_values = np.zeros((0, len(DEPTH_METRIC_NAMES)))
         for name in DEPTH_METRIC_NAMES:
             self.add_state(f"sum_{name}", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
@@ -157,15 +157,19 @@ class DepthMetrics(Metric):
                     problems.setdefault(part, torch.zeros(len(reasons), dtype=torch.bool))[i] = True
             keep_np &= screen_samples(problems, names, self.on_bad_sample, "DepthMetrics").numpy()
         values[~keep_np] = math.nan
-        device = self.num_images.device
-        per_image = torch.from_numpy(values).to(device)
-        self.batch_values = {name: per_image[:, k] for k, name in enumerate(DEPTH_METRIC_NAMES)}
-        sums = torch.from_numpy(np.where(keep_np[:, None], values, 0.0).sum(axis=0)).to(device)
-        for k, name in enumerate(DEPTH_METRIC_NAMES):
-            setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + sums[k])
+        self._batch_values = values
+        sums = np.where(keep_np[:, None], values, 0.0).sum(axis=0).tolist()
+        for name, total in zip(DEPTH_METRIC_NAMES, sums):
+            setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + total)
         kept = int(keep_np.sum())
         self.num_images += kept
         self.num_skipped += len(reasons) - kept
+
+    @property
+    def batch_values(self) -> dict[str, torch.Tensor]:
+        """name -> (B,) float64 CPU tensor of the last update's per-image values (NaN: skipped)."""
+        values = torch.from_numpy(self._batch_values)
+        return {name: values[:, k] for k, name in enumerate(DEPTH_METRIC_NAMES)}
 
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
