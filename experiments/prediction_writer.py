@@ -48,6 +48,13 @@ def parse_outputs(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def check_png_compression(level: int) -> int:
+    """`level` if it is a zlib level 0..9, else ValueError naming --png-compression."""
+    if not 0 <= level <= 9:
+        raise ValueError(f"--png-compression: expected 0..9, got {level}")
+    return level
+
+
 def spectral_table() -> np.ndarray:
     """(256, 3) uint8 of matplotlib's Spectral colormap (its own 256 entries, rounded like the
     float path: colour * 255 + 0.5)."""
@@ -67,9 +74,8 @@ class PredictionWriter:
 
     def __init__(self, out_dir: str | Path, outputs: tuple[str, ...] = OUTPUT_KINDS,
                  png_compression: int = DEFAULT_PNG_COMPRESSION, max_pending: int = 4) -> None:
-        if not 0 <= png_compression <= 9:
-            raise ValueError(f"--png-compression: expected 0..9, got {png_compression}")
-        self.out_dir, self.outputs, self.level = Path(out_dir), tuple(outputs), png_compression
+        self.out_dir, self.outputs = Path(out_dir), tuple(outputs)
+        self.level = check_png_compression(png_compression)
         self._table = spectral_table() if "color" in self.outputs else None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-writer")
         self._slots = threading.BoundedSemaphore(max_pending)

@@ -58,7 +58,8 @@ def load_rgb(path: Path) -> torch.Tensor:
 
 
 def run(args: argparse.Namespace) -> None:
-    outputs = prediction_writer.parse_outputs(args.outputs)
+    outputs = prediction_writer.parse_outputs(args.outputs)  # bad values: exit 2 before the model loads
+    prediction_writer.check_png_compression(args.png_compression)
     run_dir, ckpt = locate_run(args.checkpoint)
     cfg = load_experiment([run_dir / "config.yaml"], args.overrides)
     module = build_module(cfg)

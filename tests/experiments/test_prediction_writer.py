@@ -49,3 +49,13 @@ def test_bad_arguments_and_write_errors_name_the_problem(tmp_path):
     writer.submit("b", _pred())
     with pytest.raises(OSError, match=r"missing_folder/b_depth.npy"):
         writer.close()
+
+
+def test_predict_command_rejects_bad_output_options_with_exit_2(tmp_path, capsys):
+    from experiments.__main__ import main
+
+    base = ["predict", "--checkpoint", str(tmp_path / "no_run"), "--input", str(tmp_path), "--output", str(tmp_path / "o")]
+    assert main([*base, "--outputs", "npy,jpeg"]) == 2
+    assert main([*base, "--png-compression", "11"]) == 2
+    err = capsys.readouterr().err
+    assert "--outputs" in err and "--png-compression" in err
