@@ -159,11 +159,11 @@ class DepthMetrics(Metric):
         values[~keep_np] = math.nan
         self._batch_values = values
         sums = np.where(keep_np[:, None], values, 0.0).sum(axis=0).tolist()
-        for name, total in zip(DEPTH_METRIC_NAMES, sums):
-            setattr(self, f"sum_{name}", getattr(self, f"sum_{name}") + total)
+        for name, total in zip(DEPTH_METRIC_NAMES, sums):  # in place: torchmetrics clones states it keeps
+            getattr(self, f"sum_{name}").add_(total)
         kept = int(keep_np.sum())
-        self.num_images += kept
-        self.num_skipped += len(reasons) - kept
+        self.num_images.add_(kept)
+        self.num_skipped.add_(len(reasons) - kept)
 
     @property
     def batch_values(self) -> dict[str, torch.Tensor]:
