@@ -27,6 +27,9 @@ TRAIN_OVR   := trainer.devices=$(DEVICES) trainer.num_nodes=$(NUM_NODES) \
                $(if $(MAX_EPOCHS),trainer.max_epochs=$(MAX_EPOCHS)) \
                $(if $(MAX_STEPS),trainer.max_steps=$(MAX_STEPS))
 RUN := $(PY) -m experiments
+# Sleeping, not spinning, OpenMP waits: 2 threads never ~10x slower than 1 on a shared machine
+# (experiments/thread_policy.py; measured by `make bench-threads`).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 # Data: procedural scenes (embedded default) or the real releases under DATA_ROOT.
 ifeq ($(DATA_ROOT),)
@@ -93,7 +96,7 @@ released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DAT
 	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
-        table-depth table-normal priors tensorboard bench-metrics bench-data bench-gpu clean
+        table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-gpu clean
 
 help: ## list the targets and variables
 	@echo "FE2E-Lightning: editor vs text-to-image generator fine-tuned for depth and normals."
@@ -186,11 +189,17 @@ priors: $(STAMP) ## re-create the miniature priors (SPEC 11) from seeds into PRI
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
 
-bench-metrics: $(STAMP) ## time the batched metric suite vs a per-image NumPy reference (654 maps 480x640)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
+bench-metrics: $(STAMP) ## depth metric suite vs a per-image NumPy reference and the bandwidth floor, per mask kind
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
 
-bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI
+bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI; raw Hypersim vs a plain h5py read
 	$(PY) -m experiments.bench.data
+
+bench-predict: $(STAMP) ## predict: the model's time vs writing its outputs (before / PredictionWriter / writer thread)
+	$(PY) -m experiments.bench.predict
+
+bench-threads: $(STAMP) ## torch threads 1 vs 2 (active vs passive OpenMP wait), other core idle and busy
+	$(PY) -m experiments.bench.threads
 
 bench-gpu: $(STAMP) ## full-size FLUX DiT + LoRA r64 step time, memory, MFU (needs a GPU)
 	$(PY) -m experiments.bench.gpu

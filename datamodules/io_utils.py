@@ -54,6 +54,22 @@ def check_policy(on_bad_sample: str) -> str:
     return on_bad_sample
 
 
+def lookup(table: np.ndarray, index: np.ndarray, out: np.ndarray | None = None, block: int = 1 << 17) -> np.ndarray:
+    """table[index] for an integer `index` array of any shape, in blocks along its first axis of
+    about `block` elements: np.take converts indices to int64, and one image-sized int64
+    temporary costs more in page faults than the look-up itself."""
+    if out is None:
+        out = np.empty(index.shape, dtype=table.dtype)
+    step = max(1, block // max(1, index[0].size if index.ndim > 1 else 1))
+    for start in range(0, index.shape[0], step):
+        np.take(table, index[start : start + step], out=out[start : start + step])
+    return out
+
+
+_UINT8_TO_PM1 = (np.arange(256, dtype=np.float32) / 255.0) * 2.0 - 1.0
+"""uint8 -> float32 in [-1, 1], computed as make_sample's float path computes (x / 255) * 2 - 1."""
+
+
 def make_sample(
     rgb01: np.ndarray,
     depth: np.ndarray,
@@ -63,11 +79,16 @@ def make_sample(
     name: str,
     dataset: str,
 ) -> dict:
-    """The sample dict of `datamodules/__init__.py` from (H,W,3) rgb in [0,1], (H,W) metric depth,
-    (H,W) bool validity, (H,W,3) normals (project convention) and (3,3) K."""
+    """The sample dict of `datamodules/__init__.py` from (H,W,3) rgb in [0,1] (or uint8, taken as
+    rgb / 255), (H,W) metric depth, (H,W) bool validity, (H,W,3) normals (project convention) and
+    (3,3) K."""
     depth = np.where(valid, depth, 0.0).astype(np.float32)
+    if rgb01.dtype == np.uint8:  # one table look-up: the same float32 values as the float path below
+        rgb = lookup(_UINT8_TO_PM1, rgb01.transpose(2, 0, 1))
+    else:
+        rgb = np.ascontiguousarray(rgb01.transpose(2, 0, 1), dtype=np.float32) * 2.0 - 1.0
     return {
-        "rgb": torch.from_numpy(np.ascontiguousarray(rgb01.transpose(2, 0, 1), dtype=np.float32) * 2.0 - 1.0),
+        "rgb": torch.from_numpy(rgb),
         "depth": torch.from_numpy(depth)[None],
         "valid_mask": torch.from_numpy(np.ascontiguousarray(valid, dtype=bool))[None],
         "normal": torch.from_numpy(np.ascontiguousarray(normal.transpose(2, 0, 1), dtype=np.float32)),

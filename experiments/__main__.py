@@ -6,12 +6,16 @@ Config-taking commands accept YAML files (`--config`, repeatable) and trailing `
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import sys
+from experiments import thread_policy
 
-from experiments.config_loading import ConfigError
+thread_policy.apply_defaults()  # before anything imports torch
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from experiments.config_loading import ConfigError  # noqa: E402
 
 COMMANDS = {
     "train": ("train", "fine-tune a backbone (FE2E editor or T2I generator) from YAML config + key=value"),

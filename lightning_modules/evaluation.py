@@ -23,11 +23,9 @@ from lightning_modules.encoding import affine_invariant_to_space
 from lightning_modules.metrics import (
     DepthMetrics,
     NormalMetrics,
-    align_depth,
-    depth_metrics,
     load_protocols,
 )
-from lightning_modules.metrics.protocol import DEFAULT_PROTOCOL_FILE, DepthProtocol
+from lightning_modules.metrics.protocol import DEFAULT_PROTOCOL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +97,9 @@ class BenchmarkEvaluator(nn.Module):
                              f"{sorted(protocols.depth) + sorted(protocols.normal)}")
         self.space = affine_invariant_to_space(quantization) if cfg.alignment == "auto" else cfg.alignment
         policy = cfg.on_bad_sample
-        self.depth_metrics = nn.ModuleDict({n: DepthMetrics(on_bad_sample=policy) for n in self.depth_protocols})
+        self.depth_metrics = nn.ModuleDict({  # each aligns in self.space and scores the valid pixels only
+            n: DepthMetrics(on_bad_sample=policy, space=self.space, min_depth=p.min_depth, max_depth=p.max_depth)
+            for n, p in self.depth_protocols.items()})
         self.normal_metrics = nn.ModuleDict({n: NormalMetrics(on_bad_sample=policy) for n in self.normal_protocols})
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.images_logged: dict[str, int] = {}
@@ -129,7 +129,7 @@ class BenchmarkEvaluator(nn.Module):
         """Score one batch; keep_rows also collects per-image depth rows for per_sample.csv (test only)."""
         names = list(batch.get("name") or [f"{name}_{i}" for i in range(batch["rgb"].shape[0])])
         if name in self.depth_protocols:
-            self._update_depth(name, self.depth_protocols[name], pred["depth"], batch, names, keep_rows)
+            self._update_depth(name, pred["depth"], batch, names, keep_rows)
         elif "normal" not in pred:
             self.skipped_normal[name] = self.skipped_normal.get(name, 0) + len(names)
             return
@@ -137,17 +137,14 @@ class BenchmarkEvaluator(nn.Module):
             self.normal_metrics[name].update(pred["normal"], batch["normal"], batch["valid_mask"].bool())
         self._log_images(name, pred, module)
 
-    def _update_depth(self, name: str, proto: DepthProtocol, pred: torch.Tensor, batch: dict[str, Any],
-                      names: list[str], keep_rows: bool) -> None:
-        gt, valid = batch["depth"], batch["valid_mask"].bool()
-        aligned = align_depth(pred.double(), gt.double(), valid, self.space, proto.min_depth, proto.max_depth)
-        self.depth_metrics[name].update(aligned, gt, valid, names=names)
+    def _update_depth(self, name: str, pred: torch.Tensor, batch: dict[str, Any], names: list[str],
+                      keep_rows: bool) -> None:
+        metric = self.depth_metrics[name]
+        metric.update(pred, batch["depth"], batch["valid_mask"].bool(), names=names)
         if keep_rows and self.cfg.output_dir is not None:
-            usable = valid.flatten(1).any(1) & torch.isfinite(aligned).flatten(1).all(1)
-            if usable.any():
-                per_image = depth_metrics(aligned[usable], gt[usable].to(aligned.dtype), valid[usable])
-                kept = [n for n, ok in zip(names, usable.tolist()) if ok]
-                for i, sample in enumerate(kept):
+            per_image = metric.batch_values
+            for i, sample in enumerate(names):
+                if math.isfinite(float(per_image["abs_rel"][i])):  # skipped bad samples have no row
                     row = {"name": sample}
                     row.update({k: float(v[i]) for k, v in per_image.items()})
                     self.rows.setdefault(name, []).append(row)

@@ -7,6 +7,7 @@ Output convention (also written to OUTPUT/CONVENTIONS.txt):
 - {stem}_depth_color.png: colourised for viewing (Spectral colormap, near = red).
 - {stem}_normal.png: 8-bit RGB = (n + 1) / 2 * 255 of unit normals in the camera frame with x LEFT,
   y UP, z TOWARD the camera (only for models that predict normals).
+--outputs npy,png,color,normal picks which of these are written (all by default).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from PIL import Image
 
+from experiments import prediction_writer
 from experiments.checkpoints import locate_run
 from experiments.config import load_experiment
 from experiments.runner import build_module, load_trained_weights
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="run folder or .ckpt")
     parser.add_argument("--input", required=True, help="an image file or a folder of images")
     parser.add_argument("--output", required=True, help="output folder")
+    prediction_writer.add_arguments(parser)
     parser.add_argument("overrides", nargs="*", metavar="key=value")
 
 
@@ -55,18 +57,9 @@ def load_rgb(path: Path) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None] * 2 - 1
 
 
-def write_prediction(out: Path, stem: str, pred: dict[str, torch.Tensor]) -> None:
-    depth = pred["depth"][0, 0].float().clamp(0, 1).cpu().numpy()
-    np.save(out / f"{stem}_depth.npy", depth.astype(np.float32))
-    Image.fromarray((depth * 65535 + 0.5).astype(np.uint16)).save(out / f"{stem}_depth.png")
-    colour = colormaps["Spectral"](depth)[..., :3]
-    Image.fromarray((colour * 255 + 0.5).astype(np.uint8)).save(out / f"{stem}_depth_color.png")
-    if "normal" in pred:
-        normal = pred["normal"][0].permute(1, 2, 0).float().cpu().numpy()
-        Image.fromarray(((normal + 1) / 2 * 255 + 0.5).clip(0, 255).astype(np.uint8)).save(out / f"{stem}_normal.png")
-
-
 def run(args: argparse.Namespace) -> None:
+    outputs = prediction_writer.parse_outputs(args.outputs)  # bad values: exit 2 before the model loads
+    prediction_writer.check_png_compression(args.png_compression)
     run_dir, ckpt = locate_run(args.checkpoint)
     cfg = load_experiment([run_dir / "config.yaml"], args.overrides)
     module = build_module(cfg)
@@ -78,8 +71,9 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     (out / "CONVENTIONS.txt").write_text(__doc__.split("Output convention (also written to OUTPUT/CONVENTIONS.txt):\n")[1])
-    for path in list_images(Path(args.input)):
-        rgb = load_rgb(path)
-        pred = module.predict_native(rgb)
-        write_prediction(out, path.stem, pred)
-        log.info("%s -> %s", path, out / f"{path.stem}_depth.png")
+    with prediction_writer.PredictionWriter(out, outputs, args.png_compression) as writer:
+        for path in list_images(Path(args.input)):
+            rgb = load_rgb(path)
+            pred = module.predict_native(rgb)
+            writer.submit(path.stem, pred)  # encoded and written by the writer thread
+            log.info("%s -> %s/%s_*", path, out, path.stem)

@@ -1,7 +1,8 @@
 """Least-squares alignment of an affine-invariant depth prediction to metric ground truth (SPEC 7).
 
-Every function is batched over images (no Python loop): the per-image scale and shift come from
-the closed-form 2x2 normal equations, evaluated with masked sums in float64.
+The fit runs per image on the valid pixels only, in float64 (`pixels.fit_line`); the aligned map
+is then produced for every pixel with torch, in float64. The metric suite does not need the map:
+`DepthMetrics(space=...)` aligns and scores the valid pixels in one go (`pixels.score_image`).
 """
 
 from __future__ import annotations
@@ -9,19 +10,26 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lightning_modules.metrics.pixels import (
+    ALIGNMENT_SPACES,
+    DEPTH_FLOOR,
+    DISPARITY_MIN,
+    LOG_DEPTH_CAP,
+    as_numpy,
+    clip_range,
+    fit_line,
+    fit_target,
+    gather_valid,
+)
+
 logger = logging.getLogger(__name__)
 
-ALIGNMENT_SPACES = ("depth", "disparity", "log", "none")
-"""Accepted values of `align_depth(space=...)`."""
-DISPARITY_MIN = 1e-3
-"""Aligned disparity is clipped to at least this before inversion (Lotus)."""
-LOG_DEPTH_CAP = 5.0
-"""Aligned log depth is capped at this before exp (FE2E): depth <= e^5 ~ 148.4 m."""
-DEPTH_FLOOR = 1e-6
-"""Aligned depth is always clipped to at least this (metres)."""
+__all__ = ["ALIGNMENT_SPACES", "DEPTH_FLOOR", "DISPARITY_MIN", "LOG_DEPTH_CAP", "align_depth", "fit_scale_shift",
+           "resize_to", "to_bhw"]
 
 
 def to_bhw(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -31,17 +39,6 @@ def to_bhw(x: torch.Tensor, what: str) -> torch.Tensor:
     if x.dim() == 3:
         return x
     raise ValueError(f"{what}: expected shape (B,H,W) or (B,1,H,W), got {tuple(x.shape)}")
-
-
-def valid_bbox(valid: torch.Tensor) -> tuple[slice, slice]:
-    """Row and column slices of the smallest box holding every True pixel of a (B,H,W) bool mask
-    (union over the batch; the full extent when nothing is valid). Metrics skip what lies outside."""
-    u8 = valid.view(torch.uint8)  # uint8 max-reductions are much faster than bool any() on CPU
-    rows = torch.nonzero(u8.amax(dim=(0, 2))).flatten()
-    cols = torch.nonzero(u8.amax(dim=(0, 1))).flatten()
-    if rows.numel() == 0:
-        return slice(None), slice(None)
-    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -62,43 +59,24 @@ def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x[:, 0] if squeeze else x
 
 
-def rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-row dot product of two (B,N) tensors -> (B,), one BLAS call, no (B,N) temporary."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
-
-
 def fit_scale_shift(
     x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image least squares s, t minimising sum over mask of (s*x + t - y)^2.
+    """Per-row least squares s, t minimising sum over mask of (s*x + t - y)^2.
 
-    x, y: (B,N) float64; mask: (B,N) bool. Returns s, t and the pixel count n, each (B,)
-    float64. Closed-form 2x2
-    normal equations from masked sums (BLAS dot products), with x shifted by an estimate of its
-    masked mean first so that the variance does not suffer cancellation. Values outside the mask
-    may be anything (NaN/inf included). A constant x over the mask gives s = 0, t = mean(y) (a
-    least-squares solution); an empty mask gives NaN for both (callers turn that into a counted
-    bad sample); a NaN/inf inside the mask gives NaN/inf.
+    x, y: (B,N) float tensors; mask: (B,N) bool. Returns s, t and the pixel count n, each (B,)
+    float64 on x's device (`pixels.fit_line` per row, float64). Values outside the mask may be
+    anything (NaN/inf included). A constant x over the mask gives s = 0, t = mean(y); an empty
+    mask gives NaN for both; a NaN/inf inside the mask gives NaN.
     """
-    w = mask.to(torch.float64)
-    n = w.sum(dim=1)
-    step = max(1, x.shape[1] // 4096)  # shift estimate from a strided subsample: cheap, NaN-safe
-    sub = mask[:, ::step]
-    shift = torch.where(sub, x[:, ::step], 0.0).sum(dim=1) / sub.sum(dim=1).clamp_min(1)
-    xw = (x - shift[:, None]).mul_(w)
-    sums = torch.stack((xw.sum(dim=1), rowdot(w, y), rowdot(xw, xw), rowdot(xw, y)), dim=1)
-    if not bool(torch.isfinite(sums).all()):  # NaN/inf outside the mask survives 0*value: zero it out
-        xw = torch.where(mask, xw, 0.0)
-        y = torch.where(mask, y, 0.0)
-        sums = torch.stack((xw.sum(dim=1), y.sum(dim=1), rowdot(xw, xw), rowdot(xw, y)), dim=1)
-    sx, sy, sxx, sxy = sums.unbind(dim=1)
-    n_safe = n.clamp_min(1.0)
-    var = sxx - sx * sx / n_safe
-    cov = sxy - sx * sy / n_safe
-    s = torch.where(var > 0, cov / torch.where(var > 0, var, 1.0), 0.0)
-    t = (sy - s * sx) / n_safe - s * shift
-    nan = torch.full_like(s, math.nan)
-    return torch.where(n == 0, nan, s), torch.where(n == 0, nan, t), n
+    xs, ys, ms = as_numpy(x), as_numpy(y), as_numpy(mask).astype(bool)
+    rows = []
+    with np.errstate(all="ignore"):
+        for xi, yi, mi in zip(xs, ys, ms):
+            xi, yi = xi[mi].astype(np.float64), yi[mi].astype(np.float64)
+            rows.append((*fit_line(xi, yi), float(xi.size)))
+    out = torch.tensor(rows, dtype=torch.float64, device=x.device).reshape(-1, 3)
+    return out[:, 0], out[:, 1], out[:, 2]
 
 
 def align_depth(
@@ -113,8 +91,8 @@ def align_depth(
 
     pred: (B,1,H,W) or (B,H,W), ALREADY at ground-truth resolution (see `resize_to`).
     gt: metric depth (metres), same layout; valid: bool, same layout.
-    space: 'depth' (fit s*p+t ~ g), 'disparity' (fit to 1/g over g>0, aligned disparity clipped
-    to >= 1e-3, depth = 1/disp), 'log' (fit to ln g over g>0 and p>0, depth = exp(min(s*p+t, 5)))
+    space: 'depth' (fit s*p+t ~ g), 'disparity' (fit to 1/g over g>0 and p>0, aligned disparity
+    clipped to >= 1e-3, depth = 1/disp), 'log' (fit to ln g over g>0 and p>0, depth = exp(min(s*p+t, 5)))
     or 'none' (prediction taken as metric depth unchanged).
     Returns aligned metric depth in metres, float64 (the fit and the transform run in float64),
     same shape as `pred`, clipped to [min_depth, max_depth] and to >= 1e-6.
@@ -130,33 +108,24 @@ def align_depth(
         raise ValueError(
             f"align_depth: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    b = p3.shape[0]
-    if space == "none":
-        p = p3.to(torch.float64, copy=True)  # never modify the caller's tensor in place
-    else:
-        v3 = v3.to(torch.bool)
-        rows, cols = valid_bbox(v3)  # the fit only reads valid pixels: skip empty borders
-        p_in, g_in, fit = p3[:, rows, cols], g3[:, rows, cols], v3[:, rows, cols]
-        if space != "depth":
-            fit = fit & (g_in > 0)
-        if space == "log":
-            fit = fit & (p_in > 0)
-        g = g_in.to(torch.float64, copy=True)  # contiguous, ours: modified in place
-        if space == "disparity":  # the clamp keeps g <= 0 (outside the fit) finite
-            g = g.clamp_min_(torch.finfo(torch.float64).tiny).reciprocal_()
-        elif space == "log":
-            g = g.clamp_min_(torch.finfo(torch.float64).tiny).log_()
-        s, t, n = fit_scale_shift(p_in.to(torch.float64).reshape(b, -1), g.reshape(b, -1), fit.reshape(b, -1))
-        empty = n == 0
-        if bool(empty.any()):
-            bad = torch.nonzero(empty).flatten().tolist()
-            logger.warning("align_depth(%s): no pixel usable for the fit in batch items %s; they become NaN", space, bad)
-        p = torch.addcmul(t[:, None, None], s[:, None, None], p3)  # aligned, in the space's own domain
+    p = p3.to(torch.float64, copy=True)  # never modify the caller's tensor in place
+    if space != "none":
+        fits, empty = [], []
+        p_np, g_np, v_np = as_numpy(p3), as_numpy(g3), as_numpy(v3)
+        with np.errstate(all="ignore"):
+            for i in range(p3.shape[0]):
+                x, y, _ = fit_target(*gather_valid(p_np[i], g_np[i], v_np[i]), space)
+                fits.append(fit_line(x, y))
+                if x.size == 0:
+                    empty.append(i)
+        if empty:
+            logger.warning("align_depth(%s): no pixel usable for the fit in batch items %s; they become NaN", space, empty)
+        st = torch.tensor(fits, dtype=torch.float64, device=p.device).reshape(-1, 2, 1, 1)
+        p = p.mul_(st[:, 0]).add_(st[:, 1])  # aligned, in the space's own domain
         if space == "disparity":
             p = p.clamp_min_(DISPARITY_MIN).reciprocal_()
         elif space == "log":
             p = p.clamp_max_(LOG_DEPTH_CAP).exp_()
-    # clip to [min_depth, max_depth], then to >= DEPTH_FLOOR (one clamp: max(min(max(x,lo),hi),f))
-    lo, hi = max(min_depth, DEPTH_FLOOR), max(max_depth, DEPTH_FLOOR)
+    lo, hi = clip_range(min_depth, max_depth)  # [min_depth, max_depth], then >= DEPTH_FLOOR
     p = p.clamp_(min=lo, max=hi)
     return p.reshape(pred.shape)

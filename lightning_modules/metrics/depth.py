@@ -11,15 +11,15 @@ import logging
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 
-from lightning_modules.metrics.alignment import rowdot, to_bhw, valid_bbox
+from lightning_modules.metrics.alignment import to_bhw
+from lightning_modules.metrics.pixels import ALIGNMENT_SPACES, DEPTH_METRIC_NAMES, as_numpy, score_image
 
 logger = logging.getLogger(__name__)
 
-DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
-"""Keys of `depth_metrics` and `DepthMetrics.compute`, in table order."""
 BAD_SAMPLE_POLICIES = ("raise", "skip")
 """Accepted `on_bad_sample` values of the metric classes."""
 
@@ -63,82 +63,64 @@ def check_names(names: Sequence[str] | None, batch: int, who: str) -> None:
         raise ValueError(f"{who}: got {len(names)} names for a batch of {batch}")
 
 
-def depth_metrics(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image depth metrics over valid pixels, computed in float64.
-
-    pred: aligned metric depth (metres); gt: metric depth; valid: bool; each (B,H,W) or
-    (B,1,H,W). Returns name -> (B,) float64 tensor for abs_rel, sq_rel, rmse, rmse_log, log10 and
-    delta1..3 (fractions). Pixels outside `valid` may hold anything. An image without valid
-    pixels, or with a NaN/inf or non-positive pred or gt at a valid pixel, gets NaN in every
-    metric (`DepthMetrics` turns that into a named bad sample).
-    """
+def score_batch(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, space: str | None = None,
+    min_depth: float = 1e-5, max_depth: float = math.inf, who: str = "depth_metrics",
+) -> tuple[np.ndarray, list[str | None]]:
+    """Per-image depth metrics of a batch: ((B, 8) float64 array in DEPTH_METRIC_NAMES order, NaN
+    rows for images that cannot be scored; B reasons, None for scored images). Arguments as
+    `depth_metrics`; raises ValueError (prefixed with `who`) on a shape mismatch or unknown space."""
     p3, g3, v3 = to_bhw(pred, "pred"), to_bhw(gt, "gt"), to_bhw(valid, "valid")
     if not (p3.shape == g3.shape == v3.shape):
         raise ValueError(
-            f"depth_metrics: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
+            f"{who}: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    v3 = v3.to(torch.bool)
-    rows, cols = valid_bbox(v3)  # invalid borders (e.g. an Eigen crop) contribute nothing: skip them
-    p, g, v = p3[:, rows, cols], g3[:, rows, cols], v3[:, rows, cols]
-    out, ok = _depth_metric_values(p, g, v, sanitize=False)
-    if not bool(ok.all()):  # maybe NaN/inf/zero outside the mask, which 0*value does not remove
-        out, ok = _depth_metric_values(p, g, v, sanitize=True)
-    nan = torch.full_like(ok, math.nan, dtype=torch.float64)
-    return {name: torch.where(ok, val, nan) for name, val in out.items()}
+    if space is not None and space not in ALIGNMENT_SPACES:
+        raise ValueError(f"{who}: space must be None or one of {ALIGNMENT_SPACES}, got {space!r}")
+    if not min_depth <= max_depth:
+        raise ValueError(f"{who}: min_depth {min_depth} > max_depth {max_depth}")
+    p_np, g_np, v_np = as_numpy(p3), as_numpy(g3), as_numpy(v3)
+    rows, reasons = [], []
+    for i in range(p_np.shape[0]):
+        row, why = score_image(p_np[i], g_np[i], v_np[i], space, min_depth, max_depth)
+        rows.append(row)
+        reasons.append(why)
+    return np.stack(rows) if rows else np.zeros((0, len(DEPTH_METRIC_NAMES))), reasons
 
 
-def _depth_metric_values(
-    p: torch.Tensor, g: torch.Tensor, v: torch.Tensor, sanitize: bool
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Metrics of (B,h,w) maps (views allowed), every invalid pixel set to pred = gt = 1: it adds
-    exactly 0 to the sums and ratio 1 to the delta counts (subtracted again). Fast path
-    (sanitize=False) by arithmetic, exact when invalid pixels hold finite values; else torch.where.
-    Returns the values and a (B,) bool: all finite, a valid pixel, gt > 0 at valid pixels."""
-    b = v.shape[0]
-    w = v.to(torch.float64)
-    if sanitize:
-        p = torch.where(v, p.to(torch.float64), 1.0)
-        g = torch.where(v, g.to(torch.float64), 1.0)
-        diff = p - g
-    else:  # 0 + x*1 = x exactly at valid pixels, 1 + x*0 = 1 at invalid ones (finite x)
-        diff = 1.0 - w
-        p = torch.addcmul(diff, p, w)
-        g = torch.addcmul(diff, g, w)
-        diff = torch.sub(p, g, out=diff)
-    p, g, diff, w = p.reshape(b, -1), g.reshape(b, -1), diff.reshape(b, -1), w.reshape(b, -1)
-    n = w.sum(dim=1)
-    num_invalid = w.shape[1] - n
-    # in-place steps below reuse dead buffers: the metric suite runs on whole test sets
-    adiff = diff.abs_()
-    inv_g = g.reciprocal()
-    q = p * inv_g  # p / g
-    rel = inv_g.mul_(adiff)  # |p - g| / g
-    ok = g.amin(dim=1) > 0
-    ratio = torch.maximum(q, g.div_(p), out=g)  # max(p/g, g/p)
-    dlog = q.log_()  # ln p - ln g
-    out = {
-        "abs_rel": rel.sum(dim=1) / n,
-        "sq_rel": rowdot(rel, adiff) / n,
-        "rmse": (rowdot(adiff, adiff) / n).sqrt(),
-        "rmse_log": (rowdot(dlog, dlog) / n).sqrt(),
-        "log10": dlog.abs_().sum(dim=1) / (n * math.log(10.0)),
-    }
-    for k in (1, 2, 3):  # invalid pixels have ratio exactly 1: remove them from the count
-        below = torch.lt(ratio, 1.25**k).view(torch.uint8).sum(dim=1, dtype=torch.int64)
-        out[f"delta{k}"] = (below - num_invalid) / n
-    for val in out.values():
-        ok &= torch.isfinite(val)
-    return out, ok
+def depth_metrics(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, space: str | None = None,
+    min_depth: float = 1e-5, max_depth: float = math.inf,
+) -> dict[str, torch.Tensor]:
+    """Per-image depth metrics over valid pixels, computed in float64 on the valid pixels only.
+
+    pred, gt (metres), valid (bool): each (B,H,W) or (B,1,H,W). space None: pred is aligned
+    metric depth; else it is aligned first, per image, in that space (see `align_depth`; same
+    numbers, without building the aligned map) and clipped to [min_depth, max_depth].
+    Returns name -> (B,) float64 tensor on pred's device for abs_rel, sq_rel, rmse, rmse_log,
+    log10 and delta1..3 (fractions). Pixels outside `valid` may hold anything. An image without
+    valid pixels, or with a NaN/inf or non-positive pred or gt at a valid pixel, gets NaN in every
+    metric (`DepthMetrics` turns that into a named bad sample).
+    """
+    values, _ = score_batch(pred, gt, valid, space, min_depth, max_depth)
+    out = torch.from_numpy(values).to(pred.device)
+    return {name: out[:, k] for k, name in enumerate(DEPTH_METRIC_NAMES)}
 
 
 class DepthMetrics(Metric):
     """Mean over images of the per-image depth metrics (SPEC 7), DDP-exact.
 
-    update(pred_aligned, gt, valid, names=None): maps (B,H,W) or (B,1,H,W) in metres. A shape
-    mismatch always raises ValueError stating the shapes. An image with no valid pixel, a
-    non-positive or non-finite prediction or ground truth over its valid pixels is a bad sample:
-    `on_bad_sample='raise'` raises ValueError naming it (from `names`, else its batch index);
-    'skip' logs a warning, excludes it and counts it in the `num_skipped` state.
+    DepthMetrics(on_bad_sample='raise', space=None, min_depth=1e-5, max_depth=inf). With space
+    None, update(pred, gt, valid, names=None) takes ALIGNED metric depth; with a space
+    ('depth', 'disparity', 'log', 'none') it takes the raw prediction at GT resolution and aligns
+    each image in that space on its valid pixels, clipped to [min_depth, max_depth] (as
+    `align_depth`, without building the aligned map). Maps (B,H,W) or (B,1,H,W), gt in metres.
+    A shape mismatch always raises ValueError stating the shapes. An image with no valid pixel,
+    no pixel usable for the fit, or a NaN/inf or non-positive prediction or ground truth at a
+    valid pixel is a bad sample: `on_bad_sample='raise'` raises ValueError naming it (from
+    `names`, else its batch index) and why; 'skip' logs a warning, excludes it and counts it in
+    the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 CPU
+    tensor of that batch's per-image values (NaN for skipped images).
     compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises RuntimeError if no
     image was scored.
     """
@@ -147,9 +129,16 @@ class DepthMetrics(Metric):
     is_differentiable = False
     higher_is_better = None
 
-    def __init__(self, on_bad_sample: str = "raise", **kwargs) -> None:
+    def __init__(self, on_bad_sample: str = "raise", space: str | None = None, min_depth: float = 1e-5,
+                 max_depth: float = math.inf, **kwargs) -> None:
         super().__init__(**kwargs)
         self.on_bad_sample = check_policy(on_bad_sample)
+        if space is not None and space not in ALIGNMENT_SPACES:
+            raise ValueError(f"DepthMetrics: space must be None or one of {ALIGNMENT_SPACES}, got {space!r}")
+        if not min_depth <= max_depth:
+            raise ValueError(f"DepthMetrics: min_depth {min_depth} > max_depth {max_depth}")
+        self.space, self.min_depth, self.max_depth = space, min_depth, max_depth
+        self._batch_values = np.zeros((0, len(DEPTH_METRIC_NAMES)))
         for name in DEPTH_METRIC_NAMES:
             self.add_state(f"sum_{name}", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
@@ -158,32 +147,29 @@ class DepthMetrics(Metric):
     def update(
         self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, names: Sequence[str] | None = None
     ) -> None:
-        p3, g3, v3 = to_bhw(pred, "pred"), to_bhw(gt, "gt"), to_bhw(valid, "valid")
-        if not (p3.shape == g3.shape == v3.shape):
-            raise ValueError(
-                f"DepthMetrics: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, "
-                f"valid {tuple(valid.shape)}"
-            )
-        check_names(names, p3.shape[0], "DepthMetrics")
-        v = v3.to(torch.bool)
-        values = depth_metrics(p3, g3, v)
-        keep = torch.isfinite(values["abs_rel"])
-        if not bool(keep.all()):  # find out why, only when something is wrong
-            pos_p = torch.isfinite(p3) & (p3 > 0)
-            pos_g = torch.isfinite(g3) & (g3 > 0)
-            problems = {
-                "no valid pixel": ~v.flatten(1).any(dim=1),
-                "prediction NaN/inf or <= 0 at a valid pixel": (v & ~pos_p).flatten(1).any(dim=1),
-                "ground truth NaN/inf or <= 0 at a valid pixel": (v & ~pos_g).flatten(1).any(dim=1),
-            }
-            known = torch.stack(list(problems.values())).any(dim=0)
-            problems["non-finite metric value"] = ~keep & ~known
-            keep = screen_samples(problems, names, self.on_bad_sample, "DepthMetrics") & keep
-        for name, val in values.items():
-            state = getattr(self, f"sum_{name}")
-            setattr(self, f"sum_{name}", state + torch.where(keep, val, 0.0).sum())
-        self.num_images += keep.sum()
-        self.num_skipped += (~keep).sum()
+        values, reasons = score_batch(pred, gt, valid, self.space, self.min_depth, self.max_depth, "DepthMetrics")
+        check_names(names, values.shape[0], "DepthMetrics")
+        keep_np = np.array([why is None for why in reasons], dtype=bool)
+        if not keep_np.all():  # name every bad sample and why
+            problems: dict[str, torch.Tensor] = {}
+            for i, why in enumerate(reasons):
+                for part in (why.split("; ") if why else ()):
+                    problems.setdefault(part, torch.zeros(len(reasons), dtype=torch.bool))[i] = True
+            keep_np &= screen_samples(problems, names, self.on_bad_sample, "DepthMetrics").numpy()
+        values[~keep_np] = math.nan
+        self._batch_values = values
+        sums = np.where(keep_np[:, None], values, 0.0).sum(axis=0).tolist()
+        for name, total in zip(DEPTH_METRIC_NAMES, sums):  # in place: torchmetrics clones states it keeps
+            getattr(self, f"sum_{name}").add_(total)
+        kept = int(keep_np.sum())
+        self.num_images.add_(kept)
+        self.num_skipped.add_(len(reasons) - kept)
+
+    @property
+    def batch_values(self) -> dict[str, torch.Tensor]:
+        """name -> (B,) float64 CPU tensor of the last update's per-image values (NaN: skipped)."""
+        values = torch.from_numpy(self._batch_values)
+        return {name: values[:, k] for k, name in enumerate(DEPTH_METRIC_NAMES)}
 
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
