@@ -8,7 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
-from experiments.priors.pretrain import PriorPlan, pretrain_all
+from experiments import thread_policy
+
+thread_policy.apply_defaults()  # before anything imports torch
+
+from experiments.priors.pretrain import PriorPlan, pretrain_all  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
