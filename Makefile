@@ -52,9 +52,15 @@ endif
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
-# train(config, role, run folder): fresh training of one run, then its evaluation on $(4)
+# Re-running a training target: a finished run with an unchanged resolved config is kept, an unfinished
+# one resumes from its last checkpoint, a changed config (or FORCE=1) retrains after moving the old run
+# aside to {run}.replaced-{timestamp} (experiments/run_state.py). Nothing is deleted.
+FORCE ?=
+TRAIN_MODE := existing_run=$(if $(filter 1 yes true,$(FORCE)),retrain,keep)
+
+# train_eval(config, role, run folder, benchmarks): train one run (re-run semantics above), then evaluate it
 define train_eval
-	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) overwrite=true
+	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) $(TRAIN_MODE)
 	$(RUN) evaluate --checkpoint $(3) --benchmarks $(4)
 endef
 
@@ -100,6 +106,11 @@ help: ## list the targets and variables
 	@echo "                 [WEIGHTS/step1x-edit/empty_prompt.safetensors]"
 	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
+	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
+	@echo
+	@echo "Re-running a training target: a finished run whose resolved config is unchanged is kept (not retrained),"
+	@echo "an unfinished one resumes from checkpoints/last.ckpt, a changed config or FORCE=1 retrains after moving"
+	@echo "the old run aside to runs/EXPERIMENT/RUN.replaced-TIMESTAMP (nothing is deleted; the log says where)."
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -133,10 +144,10 @@ ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## editor vs generator, same recipe
 
 ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
 	set -e; for r in $(FE2E_ROWS_EDITOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
 	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
 	set -e; for r in $(FE2E_ROWS_GENERATOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
 	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
 	$(RUN) report-ablation runs/ablation-fe2e --out results/ablation-fe2e
 
@@ -171,5 +182,5 @@ bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Vi
 bench-gpu: $(STAMP) ## full-size FLUX DiT + LoRA r64 step time, memory, MFU (needs a GPU)
 	$(PY) -m experiments.bench.gpu
 
-clean: ## remove runs/, results/ and generated synthetic data (keeps .venv)
+clean: ## DELETES runs/ (trained runs included), results/ and generated synthetic data (keeps .venv)
 	rm -rf runs results $(SYNTH_DIR)

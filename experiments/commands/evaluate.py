@@ -43,11 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "YAML merged over the run's config, or the whole config without --checkpoint")
 
 
-def apply_adapter(module, path: str) -> None:
-    """Load a LoRA file into the module's backbone, recognising its layout by its keys.
+def check_adapter(path: str, cfg: ExperimentConfig) -> bool:
+    """Check a LoRA file before anything is written; returns True for the kohya layout (released FE2E).
 
-    Raises FileNotFoundError / ValueError naming the file when it is missing, truncated, or does not
-    fit the backbone (a peft adapter needs backbone.finetune=lora with the same rank and targets).
+    Raises FileNotFoundError / ValueError naming the file when it is missing or truncated, or when it
+    is a peft-layout adapter and the backbone has no LoRA layers to load it into (finetune=full).
     """
     check_safetensors(path, "LoRA adapter file")
     try:
@@ -55,10 +55,15 @@ def apply_adapter(module, path: str) -> None:
             kohya = any(k.startswith("lora_unet_") for k in fh.keys())
     except Exception as err:  # safetensors' own error type
         raise ValueError(f"--adapter {path}: not a readable safetensors file ({first_line(err)})") from None
-    if not kohya and not hasattr(module.backbone.transformer, "peft_config"):
+    if not kohya and cfg.backbone.finetune != "lora":
         raise ValueError(f"--adapter {path}: a LoRA adapter (peft layout) needs a backbone with LoRA layers, but "
-                         f"this model is fully fine-tuned (backbone.finetune={module.backbone_cfg.finetune}); pass "
+                         f"this model is fully fine-tuned (backbone.finetune={cfg.backbone.finetune}); pass "
                          "backbone.finetune=lora with the adapter's backbone.lora_rank")
+    return kohya
+
+
+def apply_adapter(module, path: str, kohya: bool) -> None:
+    """Load a LoRA file (checked by check_adapter) into the module's backbone; ValueError naming it on a misfit."""
     try:
         if kohya:
             load_kohya_lora(module.backbone, path)
@@ -100,15 +105,14 @@ def run(args: argparse.Namespace) -> None:
     check_benchmarks_root(cfg)
     if ckpt is not None:
         read_checkpoint(ckpt, mmap=True)
-    if args.adapter is not None:
-        check_safetensors(args.adapter, "LoRA adapter file")
+    kohya = check_adapter(args.adapter, cfg) if args.adapter is not None else False
     if args.checkpoint is None:
         write_run_metadata(cfg)
     module = build_module(cfg)
     steps = load_trained_weights(module, ckpt) if ckpt is not None else 0
     if args.adapter is not None:
         module.configure_model()
-        apply_adapter(module, args.adapter)
+        apply_adapter(module, args.adapter, kohya)
     trainer = build_trainer(cfg, train=False)
     trainer.test(module, datamodule=build_datamodule(cfg, stage="test"))
     if trainer.global_rank == 0:

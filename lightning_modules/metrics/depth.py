@@ -139,7 +139,7 @@ class DepthMetrics(Metric):
     non-positive or non-finite prediction or ground truth over its valid pixels is a bad sample:
     `on_bad_sample='raise'` raises ValueError naming it (from `names`, else its batch index);
     'skip' logs a warning, excludes it and counts it in the `num_skipped` state.
-    compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises RuntimeError if no
+    compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises ValueError if no
     image was scored.
     """
 
@@ -187,5 +187,5 @@ class DepthMetrics(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
-            raise RuntimeError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
+            raise ValueError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
         return {name: getattr(self, f"sum_{name}") / self.num_images for name in DEPTH_METRIC_NAMES}
