@@ -201,10 +201,11 @@ def test_item7_sixteen_bit_grey_png_is_read_at_its_own_scale(tmp_path):
     np.testing.assert_allclose(load_rgb(tmp_path / "g8.png")[0, 1].numpy(), (grey // 257) / 255 * 2 - 1, atol=1e-6)
 
 
-def test_item7_inputs_are_checked_before_the_output_folder_exists(tmp_path, capsys):
-    run = tmp_path / "runs/fe2e/fe2e"
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text(Path(FE2E).read_text())
+def test_item7_inputs_are_checked_before_the_output_folder_exists(tmp_path, data_overrides, capsys):
+    from experiments.runner import write_run_metadata
+
+    write_run_metadata(load_experiment([FE2E], [*data_overrides, f"runs_dir={tmp_path}/runs"]))
+    run = tmp_path / "runs/fe2e/fe2e"  # an untrained run: predict uses the initial backbone
     (tmp_path / "broken.png").write_bytes(b"not a png")
     for source in (tmp_path / "nothing-here", tmp_path / "broken.png"):
         out = tmp_path / "out"
@@ -217,8 +218,8 @@ def test_item7_inputs_are_checked_before_the_output_folder_exists(tmp_path, caps
 @pytest.mark.parametrize("override,key", [("data.batch_size=0", "data.batch_size"),
                                           ("data.hypersim_probability=-1", "data.hypersim_probability"),
                                           ("data.vkitti_probability=1.5", "data.vkitti_probability")])
-def test_item9_loader_settings_out_of_range_name_the_key(override, key, capsys):
-    assert main(["train", "--config", FE2E, override]) == 2
+def test_item9_loader_settings_out_of_range_name_the_key(override, key, tmp_path, data_overrides, capsys):
+    assert main(["train", "--config", FE2E, *data_overrides, f"runs_dir={tmp_path}", override]) == 2
     assert key in capsys.readouterr().err
 
 
