@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         raise FileNotFoundError(f"{path}: no checkpoint file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: the checkpoint holds pickled Python objects besides tensors, which "
+                         "could run code when loaded; only tensors-only checkpoints (as train writes) are read") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
         raise ValueError(f"{path}: not a loadable checkpoint (only plain tensors are accepted; truncated or "
                          f"holding Python objects?): {first_line(err)}") from None
     if not isinstance(state, dict) or "state_dict" not in state:
@@ -53,5 +57,6 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
 def first_line(err: Exception, skip_header: bool = False) -> str:
     """The first informative line of an exception's message (skip_header: the second, for torch's
     size-mismatch text, whose first line is a header)."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()] or [type(err).__name__]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # torch colours some messages
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()] or [type(err).__name__]
     return lines[1] if skip_header and len(lines) > 1 else lines[0]
