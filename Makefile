@@ -69,9 +69,15 @@ endif
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
-# train(config, role, run folder): fresh training of one run, then its evaluation on $(4)
+# Re-running a training target: a finished run with an unchanged resolved config is kept, an unfinished
+# one resumes from its last checkpoint, a changed config (or FORCE=1) retrains after moving the old run
+# aside to {run}.replaced-{timestamp} (experiments/run_state.py). Nothing is deleted.
+FORCE ?=
+TRAIN_MODE := existing_run=$(if $(filter 1 yes true,$(FORCE)),retrain,keep)
+
+# train_eval(config, role, run folder, benchmarks): train one run (re-run semantics above), then evaluate it
 define train_eval
-	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) overwrite=true
+	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) $(TRAIN_MODE)
 	$(RUN) evaluate --checkpoint $(3) --benchmarks $(4)
 endef
 
@@ -120,6 +126,11 @@ help: ## list the targets and variables
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
 	@echo "  SEEDS        fine-tuning seeds of ablation-editor-vs-t2i [$(SEEDS)] (>= 3 for the verdict)"
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
+	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
+	@echo
+	@echo "Re-running a training target: a finished run whose resolved config is unchanged is kept (not retrained),"
+	@echo "an unfinished one resumes from checkpoints/last.ckpt, a changed config or FORCE=1 retrains after moving"
+	@echo "the old run aside to runs/EXPERIMENT/RUN.replaced-TIMESTAMP (nothing is deleted; the log says where)."
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -148,8 +159,8 @@ $(SYNTH_DIR)/SYNTHETIC.txt: | $(STAMP)
 
 ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## the study: every arm x SEEDS, one recipe (RECIPE=improved|direct); verdict, curves, probe, features
 	set -e; for s in $(SEEDS); do for a in $(STUDY_ARMS); do \
-	  $(RUN) train --config $(call study_cfg,$$a) $(RECIPE_CFG) $(DATA_CFG) $(call study_weights,$$a) $(DATA_OVR) \
-	    $(TRAIN_OVR) run=$$a-s$$s seed=$$s data.seed=$$s backbone.seed=$$s overwrite=true; \
+	  $(RUN) train --config $(call study_cfg,$$a) $(RECIPE_CFG) $(DATA_CFG) $(call study_weights,$$a) $(TRAIN_MODE) \
+	    $(DATA_OVR) $(TRAIN_OVR) run=$$a-s$$s seed=$$s data.seed=$$s backbone.seed=$$s; \
 	  $(RUN) evaluate --checkpoint $(ABL_EVT)/$$a-s$$s --benchmarks $(STUDY_BENCHMARKS); done; done
 	$(RUN) report-ablation $(ABL_EVT) --runs editor-s$(firstword $(SEEDS)),generator-s$(firstword $(SEEDS)) --out results/ablation-editor-vs-t2i
 	$(RUN) report-study $(ABL_EVT) --arms $(call join_runs,$(STUDY_ARMS)) --seeds $(call join_runs,$(SEEDS)) \
@@ -157,10 +168,10 @@ ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## the study: every arm x SEEDS, on
 
 ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
 	set -e; for r in $(FE2E_ROWS_EDITOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
 	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
 	set -e; for r in $(FE2E_ROWS_GENERATOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) overwrite=true; \
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
 	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
 	$(RUN) report-ablation runs/ablation-fe2e --out results/ablation-fe2e
 
@@ -204,5 +215,5 @@ bench-threads: $(STAMP) ## torch threads 1 vs 2 (active vs passive OpenMP wait),
 bench-gpu: $(STAMP) ## full-size FLUX DiT + LoRA r64 step time, memory, MFU (needs a GPU)
 	$(PY) -m experiments.bench.gpu
 
-clean: ## remove runs/, results/ and generated synthetic data (keeps .venv)
+clean: ## DELETES runs/ (trained runs included), results/ and generated synthetic data (keeps .venv)
 	rm -rf runs results $(SYNTH_DIR)

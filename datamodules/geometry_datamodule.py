@@ -16,6 +16,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
 from datamodules.samplers import (
+    DeferredLoader,
     FlippedIndexDataset,
     MixedBatchSampler,
     UnpaddedDistributedSampler,
@@ -101,6 +102,8 @@ class GeometryDataModule(L.LightningDataModule):
         self.config = config
         self._val_specs, self._test_specs = list(val_datasets), list(test_datasets)
         self.train_sources: list[tuple[str, Dataset, float]] = []
+        self._train_sampler: MixedBatchSampler | None = None
+        self._resume_batches = 0
         self.val_sets: list[tuple[str, Dataset]] = []
         self.test_sets: list[tuple[str, Dataset]] = []
 
@@ -155,7 +158,27 @@ class GeometryDataModule(L.LightningDataModule):
             num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
         )
         dataset = FlippedIndexDataset(concat, hflip) if c.hflip_prob > 0 else concat
-        return DataLoader(dataset, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory, persistent_workers=c.num_workers > 0)
+        sampler.start_batch, self._resume_batches = self._resume_batches, 0
+        self._train_sampler = sampler
+        return DeferredLoader(dataset, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory,
+                              persistent_workers=c.num_workers > 0)
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: training batches of the current epoch already processed, and the
+        epoch's length, so a resume from a mid-epoch checkpoint continues with the next batch."""
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_batches_done": int(done), "train_epoch_batches": int(trainer.num_training_batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next training pass leaves out the batches of its epoch already trained on
+        (the batch stream is a pure function of seed, epoch and rank, so the rest is identical)."""
+        done, total = int(state.get("train_batches_done", 0)), int(state.get("train_epoch_batches", 0))
+        self._resume_batches = done if 0 < done < total else 0
+        if self._train_sampler is not None:  # the loader exists already (Lightning sized the run with it)
+            self._train_sampler.start_batch, self._resume_batches = self._resume_batches, 0
 
     def _eval_loaders(self, sets: list[tuple[str, Dataset]]) -> list[DataLoader]:
         rank, world = self._rank_world()

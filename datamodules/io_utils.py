@@ -14,6 +14,8 @@ from PIL import Image
 logger = logging.getLogger(__name__)
 
 BAD_SAMPLE_POLICIES = ("raise", "skip")
+SKIPPED_KEY = "num_skipped_before"
+"""Sample-dict key: bad samples skipped (policy 'skip') before this one was found (see SkipCounter)."""
 
 
 class BadSampleError(ValueError):
@@ -108,9 +110,13 @@ class SkipCounter:
         self.num_skipped = 0
 
     def get(self, index: int, length: int, load: Callable[[int], dict]) -> dict:
+        """The sample; its key SKIPPED_KEY holds how many bad samples were skipped to reach it, so
+        counts made inside DataLoader worker processes reach the training loop with the batch."""
         for attempt in range(length):
             try:
-                return load((index + attempt) % length)
+                sample = load((index + attempt) % length)
+                sample[SKIPPED_KEY] = attempt
+                return sample
             except BadSampleError as err:
                 if self.policy == "raise":
                     raise

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch.distributed as dist
-from torch.utils.data import Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 
 def _dist_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
@@ -87,6 +87,8 @@ class MixedBatchSampler(Sampler[list[int]]):
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
         self.num_batches = num_batches if num_batches is not None else max(1, sum(sizes) // (batch_size * self.num_replicas))
         self.seed, self.epoch = seed, 0
+        self.start_batch = 0
+        """Batches of the next pass to leave out (drawn, not yielded): a mid-epoch resume sets it once."""
         self.sampler = _EpochForwarder(self)  # Lightning calls batch_sampler.sampler.set_epoch each epoch
 
     def set_epoch(self, epoch: int) -> None:
@@ -102,7 +104,8 @@ class MixedBatchSampler(Sampler[list[int]]):
         mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         perms = [np.empty(0, dtype=int) for _ in self.sizes]
         pos = [0] * len(self.sizes)
-        for _ in range(self.num_batches):
+        start, self.start_batch = self.start_batch, 0
+        for i in range(self.num_batches):
             k = int(rng.choice(len(self.sizes), p=self.probs))
             if pos[k] + size > len(perms[k]):
                 perms[k] = rng.permutation(self.sizes[k])
@@ -111,7 +114,8 @@ class MixedBatchSampler(Sampler[list[int]]):
             pos[k] += size
             if self.flip_prob > 0:
                 batch = batch + total * (flip_rng.random(len(batch)) < self.flip_prob)
-            yield batch[mine].tolist()
+            if i >= start:
+                yield batch[mine].tolist()
 
 
 class _EpochForwarder:
@@ -135,3 +139,29 @@ class FlippedIndexDataset(Dataset):
         if index >= self.n:
             return self.flip(self.base[index - self.n])
         return self.base[index]
+
+
+class DeferredLoader(DataLoader):
+    """A DataLoader whose iterator starts (and starts its workers prefetching) at the first batch drawn.
+
+    Lightning creates the training iterator while it estimates the number of steps, before it
+    restores a checkpoint and calls set_epoch; a plain DataLoader with workers would already have
+    drawn its first batches from the sampler then. Deferring the start lets a resume set the
+    sampler's epoch and `start_batch` first (see GeometryDataModule.load_state_dict).
+    """
+
+    def __iter__(self):
+        return _DeferredIterator(super().__iter__)
+
+
+class _DeferredIterator:
+    def __init__(self, start) -> None:
+        self._start, self._it = start, None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._it is None:
+            self._it = self._start()
+        return next(self._it)

@@ -1,4 +1,4 @@
-"""Training callbacks: block feature probes (the paper's feature figure) and the adapter export."""
+"""Training callbacks: block feature probes (the paper's feature figure) and skipped-sample counts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+
+from datamodules.io_utils import SKIPPED_KEY
+from lightning_modules.files import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +58,63 @@ class FeatureProbe(L.Callback):
         arrays["rgb"] = ((rgb[0].permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)
         np.savez_compressed(self.out_dir / f"epoch_{epoch + 1:03d}.npz", **arrays)
 
+
+
+class SkipCounts(L.Callback):
+    """Counts of bad samples skipped (policy 'skip'), summed over loader workers and ranks, into metrics.json.
+
+    metrics.json gains `skipped`: {"train": {"samples": n}} after training and, after `evaluate`,
+    {"<benchmark>": {"unreadable": files dropped when the benchmark was opened, "unscored": samples
+    the metric rejected (no valid pixel, NaN prediction)}}. Worker-side skips travel with each batch
+    (datamodules.io_utils.SKIPPED_KEY); skips made when a dataset is opened happen identically on
+    every rank and are taken once.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._train_batches = 0
+        self._train_opened = 0
+        self.counts: dict[str, dict[str, int]] = {}
+
+    @staticmethod
+    def _sum_over_ranks(trainer: L.Trainer, module, value: int) -> int:
+        total = trainer.strategy.reduce(torch.tensor(float(value), device=module.device), reduce_op="sum")
+        return int(round(float(total)))
+
+    def on_train_start(self, trainer: L.Trainer, module) -> None:
+        sources = getattr(trainer.datamodule, "train_sources", [])
+        self._train_opened = sum(int(getattr(ds, "num_skipped", 0)) for _, ds, _ in sources)
+        self._train_batches = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if isinstance(batch, dict) and SKIPPED_KEY in batch:
+            self._train_batches += int(torch.as_tensor(batch[SKIPPED_KEY]).sum())
+
+    def on_train_end(self, trainer: L.Trainer, module) -> None:
+        total = self._train_opened + self._sum_over_ranks(trainer, module, self._train_batches)
+        self.counts = {"train": {"samples": total}}
+        if total:
+            log.warning("training skipped %d bad samples (data.on_bad_sample=skip)", total)
+        self._write(trainer)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, module) -> None:
+        """Runs before the module's own hook, which computes and resets the metric states."""
+        evaluator = getattr(module, "evaluator", None)
+        opened = dict(getattr(trainer.datamodule, "test_sets", []))
+        self.counts = {}
+        for metrics in (getattr(evaluator, "depth_metrics", {}), getattr(evaluator, "normal_metrics", {})):
+            for name, metric in metrics.items():
+                unscored = self._sum_over_ranks(trainer, module, int(metric.num_skipped))
+                unreadable = int(getattr(opened.get(name), "num_skipped", 0))
+                self.counts[name] = {"unreadable": unreadable, "unscored": unscored}
+
+    def on_test_end(self, trainer: L.Trainer, module) -> None:
+        self._write(trainer)
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if trainer.global_rank != 0 or not self.counts:
+            return
+        path = self.run_dir / "metrics.json"
+        data = read_json(path)
+        data.setdefault("skipped", {}).update(self.counts)
+        write_json_atomic(path, data)

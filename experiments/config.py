@@ -21,6 +21,15 @@ from lightning_modules.optim import OptimConfig
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 METHODS = ("fe2e", "t2i")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+EXISTING_RUN_POLICIES = ("refuse", "keep", "retrain")
+
+
+def check_path_component(key: str, value: str) -> None:
+    """Raise ValueError unless `value` is one plain folder name (no separator, not '', '.' or '..')."""
+    if not isinstance(value, str) or value in ("", ".", "..") or any(c in value for c in "/\\\0") \
+            or value != value.strip():
+        raise ValueError(f"{key}={value!r}: expected one plain folder name (no '/', not empty, '.' or '..', "
+                         "no leading/trailing spaces)")
 
 
 @dataclass
@@ -54,6 +63,9 @@ class TrainerConfig:
     """Validation batches run before training as a smoke check."""
     log_every_n_steps: int = 10
     """Training scalars are written every this many steps."""
+    checkpoint_every_n_steps: int | None = 100
+    """Also refresh checkpoints/last.ckpt every this many optimizer steps (None = only at epoch ends),
+    so a crash loses minutes of training rather than an epoch; `resume=last` continues from it."""
     accumulate_grad_batches: int = 1
     """Gradient accumulation."""
     gradient_clip_val: float | None = 1.0
@@ -68,6 +80,8 @@ class TrainerConfig:
             raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got '{self.strategy}'")
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, {self.num_nodes}")
+        if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
+            raise ValueError(f"checkpoint_every_n_steps must be >= 1 or null, got {self.checkpoint_every_n_steps}")
 
 
 @dataclass
@@ -85,9 +99,9 @@ class ExperimentConfig:
     """One training / evaluation run."""
 
     experiment: str = "default"
-    """Experiment name: runs go to {runs_dir}/{experiment}/{run}/."""
+    """Experiment name: runs go to {runs_dir}/{experiment}/{run}/ (one plain folder name)."""
     run: str = "run"
-    """Run name within the experiment (e.g. editor, generator, row7)."""
+    """Run name within the experiment (e.g. editor, generator, row7): one plain folder name."""
     runs_dir: str = "runs"
     """Root of the run folders."""
     method: str = "fe2e"
@@ -98,8 +112,14 @@ class ExperimentConfig:
     """Seeds data order, initialisation and the per-step noise, on every rank."""
     resume: str | None = None
     """'last' (this run's checkpoints/last.ckpt) or a checkpoint path; None = start fresh."""
+    existing_run: str = "refuse"
+    """What `train` does when the run folder already holds a run (and resume is not set):
+    'refuse' (error; the default by hand), 'keep' (what Make passes: a finished run whose resolved
+    config is unchanged is kept, an unfinished one resumes from checkpoints/last.ckpt, a changed
+    config retrains) or 'retrain' (Make's FORCE=1). Retraining first MOVES the old run aside to
+    `{run}.replaced-{timestamp}` beside it; nothing is deleted."""
     overwrite: bool = False
-    """Starting fresh in a run folder that already holds a run deletes it first; False refuses."""
+    """Old spelling of existing_run=retrain (the old run is moved aside, never deleted)."""
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -109,6 +129,10 @@ class ExperimentConfig:
     features: FeatureProbeConfig = field(default_factory=FeatureProbeConfig)
 
     def __post_init__(self) -> None:
+        check_path_component("experiment", self.experiment)
+        check_path_component("run", self.run)
+        if self.existing_run not in EXISTING_RUN_POLICIES:
+            raise ValueError(f"existing_run must be one of {list(EXISTING_RUN_POLICIES)}, got '{self.existing_run}'")
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got '{self.method}'")
         if self.quantization not in ("direct", "inverse", "log"):
@@ -119,8 +143,27 @@ class ExperimentConfig:
         return Path(self.runs_dir) / self.experiment / self.run
 
 
+def _check_data(data: DataConfig) -> None:
+    """Ranges of the loader settings a user is likely to mistype (ValueError naming the key)."""
+    if data.batch_size < 1:
+        raise ValueError(f"data.batch_size={data.batch_size}: expected >= 1 samples per batch and device")
+    for key in ("hypersim_probability", "vkitti_probability", "hflip_prob"):
+        value = getattr(data, key)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"data.{key}={value}: expected a probability in [0, 1]")
+    if data.num_workers < 0 or data.eval_num_workers < 0:
+        raise ValueError(f"data.num_workers={data.num_workers}, data.eval_num_workers={data.eval_num_workers}: "
+                         "expected >= 0")
+    if data.batches_per_epoch is not None and data.batches_per_epoch < 1:
+        raise ValueError(f"data.batches_per_epoch={data.batches_per_epoch}: expected >= 1 or null")
+
+
 def _validate_components(cfg: ExperimentConfig) -> None:
     """Run the `validate()` hooks of components that validate outside __post_init__."""
+    try:
+        _check_data(cfg.data)
+    except ValueError as err:
+        raise ConfigError(f"config section 'data': {err}") from None
     for section in ("backbone", "objective", "data", "evaluation"):
         component = getattr(cfg, section)
         validate = getattr(component, "validate", None)

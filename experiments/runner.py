@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import shutil
 import subprocess
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from experiments.callbacks import FeatureProbe
+from experiments.callbacks import FeatureProbe, SkipCounts
+from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from lightning_modules.fe2e import FE2EModule
+from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
@@ -58,11 +57,14 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
     t = cfg.trainer
     logger = TensorBoardLogger(save_dir=cfg.runs_dir, name=cfg.experiment, version=cfg.run,
                                default_hp_metric=False)
-    callbacks = list(callbacks or [])
+    callbacks = [*(callbacks or []), SkipCounts(cfg.run_dir)]
     if train:
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
                                          every_n_epochs=1))
+        if t.checkpoint_every_n_steps:  # refreshes last.ckpt only, between the epoch checkpoints
+            callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", save_last=True, save_top_k=0,
+                                             every_n_train_steps=t.checkpoint_every_n_steps))
         if cfg.features.blocks:
             callbacks.append(FeatureProbe(cfg.features.blocks, cfg.run_dir, cfg.features.every_n_epochs))
     optional = {k: getattr(t, k) for k in ("limit_train_batches", "limit_val_batches", "val_check_interval",
@@ -89,23 +91,20 @@ def git_commit() -> str:
         return "unknown"
 
 
-def prepare_run_dir(cfg: ExperimentConfig) -> None:
-    """Refuse (or with overwrite=true, clear) a fresh start in a folder that already holds a run."""
-    run_dir = cfg.run_dir
-    if cfg.resume is not None or not run_dir.exists() or not any(run_dir.iterdir()):
-        return
-    if not cfg.overwrite:
-        raise FileExistsError(f"{run_dir} already holds a run: resume it with resume=last, "
-                              "or pass overwrite=true to delete it and start fresh")
-    shutil.rmtree(run_dir)
+def at_run_dir(cfg: ExperimentConfig, run_dir: Path) -> ExperimentConfig:
+    """`cfg` relocated to the folder `run_dir` (runs_dir/experiment/run taken from its absolute path),
+    so an evaluation of a copied or moved run writes into that folder, not the one config.yaml names."""
+    path = Path(run_dir).resolve()
+    try:
+        return dataclasses.replace(cfg, runs_dir=str(path.parent.parent), experiment=path.parent.name, run=path.name)
+    except ValueError as err:
+        raise ValueError(f"{run_dir}: cannot be used as a run folder ({err})") from None
 
 
 def write_run_metadata(cfg: ExperimentConfig) -> None:
-    """config.yaml (resolved) and the git commit into the run folder (rank 0 only)."""
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    (run_dir / "git_commit.txt").write_text(git_commit() + "\n")
+    """config.yaml (resolved) and the git commit into the run folder (rank 0 only), each written atomically."""
+    write_text_atomic(cfg.run_dir / "config.yaml", to_yaml(cfg))
+    write_text_atomic(cfg.run_dir / "git_commit.txt", git_commit() + "\n")
 
 
 def run_meta(cfg: ExperimentConfig, steps: int) -> dict:
@@ -129,10 +128,11 @@ def data_label(cfg: ExperimentConfig) -> str:
 
 
 def update_metrics_meta(cfg: ExperimentConfig, steps: int) -> None:
+    """Set the 'meta' entry of {run}/metrics.json (rewritten atomically)."""
     path = cfg.run_dir / "metrics.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(path)
     data["meta"] = run_meta(cfg, steps)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    write_json_atomic(path, data)
 
 
 def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
@@ -146,11 +146,19 @@ def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
 
 
 def load_trained_weights(module: FE2EModule, ckpt: str | Path) -> int:
-    """Load the trainable tensors of a Lightning checkpoint into `module`; returns its global step."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    """Load the trainable tensors of a Lightning checkpoint into `module`; returns its global step.
+
+    Raises ValueError naming the file when it is not a tensors-only checkpoint or its tensors do not
+    fit the model its config builds (e.g. another backbone.lora_rank or backbone.finetune).
+    """
+    state = read_checkpoint(ckpt)
     module.configure_model()
     module.on_load_checkpoint(state)
-    result = module.load_state_dict(state["state_dict"], strict=False)
+    try:
+        result = module.load_state_dict(state["state_dict"], strict=False)
+    except RuntimeError as err:  # size mismatches
+        raise ValueError(f"{ckpt}: its tensors do not fit the model built from the run's config (another "
+                         f"backbone.lora_rank or backbone.finetune?): {first_line(err, skip_header=True)}") from None
     if result.unexpected_keys:
         raise KeyError(f"{ckpt}: tensors the model does not have, e.g. {result.unexpected_keys[:3]}")
     return int(state.get("global_step", 0))

@@ -53,8 +53,38 @@ PRESETS = {
 }
 
 
+PARTIAL_MARKER = "SYNTHETIC.partial"
+"""Marks a copy being written (Make's target is MARKER, so a crashed write is redone, not trusted)."""
+WRITTEN = ("hypersim", "vkitti", "eval")
+"""The folders write_synthetic_root writes under its root: with the markers, all it ever removes."""
+
+
+def clear_synthetic_root(root: Path) -> None:
+    """Remove an earlier synthetic copy from `root` before rewriting it; never anything else.
+
+    A missing or empty folder is fine. A non-empty folder without either marker file was not
+    written by `synth`: FileExistsError. With a marker, only the folders in WRITTEN are removed.
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise FileExistsError(f"--out {root}: exists and is not a folder")
+    if not any(root.iterdir()):
+        return
+    if not (root / MARKER).is_file() and not (root / PARTIAL_MARKER).is_file():
+        raise FileExistsError(f"--out {root}: the folder is not empty and has no {MARKER}, so synth did not write "
+                              "it; refusing to replace it. Choose an empty or new folder")
+    for name in WRITTEN:
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+
+
 def write_synthetic_root(root: Path, preset: str = "demo", seed: int = 0, force: bool = False) -> Path:
-    """Write the preset's data under `root` unless a complete copy with the same preset and seed is there."""
+    """Write the preset's data under `root` unless a complete copy with the same preset and seed is there.
+
+    An older copy (other preset or seed, or --force) is replaced; a folder synth did not write
+    (non-empty, no marker file) is refused with FileExistsError. Returns `root`.
+    """
     if preset not in PRESETS:
         raise ValueError(f"synth preset '{preset}': expected one of {sorted(PRESETS)}")
     spec = PRESETS[preset]
@@ -63,10 +93,13 @@ def write_synthetic_root(root: Path, preset: str = "demo", seed: int = 0, force:
     if not force and marker.is_file() and json.loads(marker.read_text()).get("stamp") == json.loads(json.dumps(stamp)):
         log.info("%s is complete (preset %s, seed %d): nothing to do", root, preset, seed)
         return root
-    if root.exists():
-        shutil.rmtree(root)
+    clear_synthetic_root(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / PARTIAL_MARKER).write_text("synth is writing (or crashed while writing) this folder\n")
+    marker.unlink(missing_ok=True)
     write_training_scenes(root, spec.hypersim_frames, spec.vkitti_frames, spec.hypersim_size, spec.vkitti_size, seed)
     write_depth_benchmarks(root / "eval", n_images=spec.benchmark_images, seed=seed, size=spec.benchmark_sizes)
     write_normal_benchmarks(root / "eval", n_images=spec.benchmark_images, seed=seed, size=spec.benchmark_sizes)
     marker.write_text(json.dumps({"what": "procedurally rendered scenes, NOT real data", "stamp": stamp}, indent=2))
+    (root / PARTIAL_MARKER).unlink()
     return root

@@ -8,7 +8,7 @@ that matches the quantization, logs `{stage}/{dataset}/{metric}`, and at test ti
 from __future__ import annotations
 
 import csv
-import json
+import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.encoding import affine_invariant_to_space
+from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.metrics import (
     DepthMetrics,
     NormalMetrics,
@@ -134,7 +135,7 @@ class BenchmarkEvaluator(nn.Module):
             self.skipped_normal[name] = self.skipped_normal.get(name, 0) + len(names)
             return
         else:
-            self.normal_metrics[name].update(pred["normal"], batch["normal"], batch["valid_mask"].bool())
+            self.normal_metrics[name].update(pred["normal"], batch["normal"], batch["valid_mask"].bool(), names=names)
         self._log_images(name, pred, module)
 
     def _update_depth(self, name: str, pred: torch.Tensor, batch: dict[str, Any], names: list[str],
@@ -179,7 +180,10 @@ class BenchmarkEvaluator(nn.Module):
             for name, metric in metrics.items():
                 if not metric.update_called:
                     continue
-                values = {k: float(v) for k, v in metric.compute().items()}
+                try:
+                    values = {k: float(v) for k, v in metric.compute().items()}
+                except ValueError as err:  # nothing scored: every sample was skipped as bad
+                    raise ValueError(f"benchmark {name}: {err}") from None
                 results[kind][name] = values
                 for key, value in values.items():
                     if math.isfinite(value):
@@ -206,15 +210,14 @@ class BenchmarkEvaluator(nn.Module):
             return
         out = Path(self.cfg.output_dir)
         for name, name_rows in rows.items():
-            path = out / "eval" / name / "per_sample.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
             name_rows = sorted(name_rows, key=lambda r: r["name"])
-            with path.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(name_rows[0]))
-                writer.writeheader()
-                writer.writerows(name_rows)
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(name_rows[0]))
+            writer.writeheader()
+            writer.writerows(name_rows)
+            write_text_atomic(out / "eval" / name / "per_sample.csv", text.getvalue())
         metrics_path = out / "metrics.json"
-        existing = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+        existing = read_json(metrics_path)
         for kind in ("depth", "normal"):
             existing.setdefault(kind, {}).update(results[kind])
-        metrics_path.write_text(json.dumps(existing, indent=2, sort_keys=True))
+        write_json_atomic(metrics_path, existing)

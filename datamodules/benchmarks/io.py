@@ -121,6 +121,9 @@ class ListedBenchmark(Dataset):
                     self.skipped.append(str(err))
             if self.skipped:
                 logger.warning("%s: skipped %d bad samples of %d", self.name, len(self.skipped), len(entries))
+            if entries and not self.entries:
+                raise BadSampleError(f"{self.name}: every one of the {len(entries)} listed samples is bad "
+                                     f"(on_bad_sample=skip leaves nothing to score); the first: {self.skipped[0]}")
         self.num_skipped = len(self.skipped)
 
     def __len__(self) -> int:

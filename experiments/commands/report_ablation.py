@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from analysis.report import write_feature_figure, write_loss_plot, write_table
+from experiments.run_state import is_replaced_run
 
 log = logging.getLogger(__name__)
 
@@ -20,14 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def experiment_runs(experiment: Path, names: str | None) -> dict[str, Path]:
-    """{run name: folder} of the runs of an experiment that have metrics.json, in the requested order."""
+    """{run name: folder} of the runs of an experiment that have metrics.json, in the requested order
+    (by default all of them except old runs a retrain moved aside)."""
     if names:
         runs = {n: experiment / n for n in names.split(",")}
         missing = [str(p) for p in runs.values() if not (p / "metrics.json").is_file()]
         if missing:
             raise FileNotFoundError(f"runs without metrics.json (train and evaluate them first): {missing}")
         return runs
-    runs = {p.name: p for p in sorted(experiment.iterdir()) if (p / "metrics.json").is_file()} if experiment.is_dir() else {}
+    runs = ({p.name: p for p in sorted(experiment.iterdir())
+             if (p / "metrics.json").is_file() and not is_replaced_run(p.name)} if experiment.is_dir() else {})
     if not runs:
         raise FileNotFoundError(f"{experiment}: no runs with metrics.json")
     return runs

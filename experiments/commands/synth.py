@@ -1,4 +1,7 @@
-"""`synth`: procedural scenes in every real on-disk format (the embedded default data)."""
+"""`synth`: procedural scenes in every real on-disk format (the embedded default data).
+
+Refuses (exit 2) a non-empty --out folder without its SYNTHETIC.txt marker: it never deletes what it did not write.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS),
                         help="how many frames at which resolution (demo: tens of frames, reduced sizes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--force", action="store_true", help="rewrite even if the folder is complete")
+    parser.add_argument("--force", action="store_true",
+                        help="rewrite even if the folder is complete (a folder synth did not write is never replaced)")
 
 
 def run(args: argparse.Namespace) -> None:

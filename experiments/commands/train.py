@@ -1,4 +1,9 @@
-"""`train`: fine-tune one run; resumable with resume=last."""
+"""`train`: fine-tune one run; resumable with resume=last; existing_run=keep|retrain for re-runs (Make).
+
+Order: the config, the backbone/method pairing, the weights files, the data roots and any resume
+checkpoint are all checked first; only then is the run folder created, or an old run moved aside
+(never deleted, see experiments/run_state.py).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ import argparse
 import logging
 
 import lightning as L
+from lightning.fabric.utilities.rank_zero import _get_rank
 
 from experiments.commands import add_config_arguments
 from experiments.config import load_experiment
 from experiments.datasets import build_datamodule
+from experiments.preflight import check_for_training
+from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
 from experiments.runner import (
     build_module,
     build_trainer,
-    prepare_run_dir,
     resolve_checkpoint,
     update_metrics_meta,
     write_run_metadata,
@@ -28,16 +35,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg = load_experiment(args.config, args.overrides)
+    # Launched ranks (torchrun, SLURM, Lightning's subprocess launcher) may start while rank 0 already
+    # writes the folder: only rank 0 refuses or moves an old run aside; under 'keep' the others reach
+    # the same decision from the same folder state.
+    rank_zero = (_get_rank() or 0) == 0
+    explicit = resolve_checkpoint(cfg)
+    plan = None
+    if explicit is None:
+        plan = plan_run(cfg) if rank_zero or cfg.existing_run == "keep" else RunPlan("fresh", reason="rank > 0")
+    ckpt = explicit if plan is None else plan.checkpoint
+    check_for_training(cfg, ckpt)
+    if plan is not None and plan.action == "keep":
+        log.info("%s: nothing to do (existing_run=keep; FORCE=1 / existing_run=retrain trains it again)", plan.reason)
+        return
+    if plan is not None and rank_zero:
+        plan = apply_plan(cfg, plan)
+        log.info("%s: %s", cfg.run_dir, "fresh start" if plan.action == "fresh" else plan.reason)
     L.seed_everything(cfg.seed, workers=True)
-    ckpt = resolve_checkpoint(cfg)
     module = build_module(cfg)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, train=True)
     if trainer.global_rank == 0:
-        prepare_run_dir(cfg)
         write_run_metadata(cfg)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt))
+    if trainer.interrupted:
+        log.warning("training was interrupted: %s is unfinished; re-run to resume from its last checkpoint",
+                    cfg.run_dir)
+        return
     if trainer.global_rank == 0:
         update_metrics_meta(cfg, trainer.global_step)
         module.export_adapter(cfg.run_dir / "checkpoints" / "adapter.safetensors")
+        mark_finished(cfg, trainer.global_step)
         log.info("run folder: %s", cfg.run_dir)

@@ -121,7 +121,7 @@ class DepthMetrics(Metric):
     `names`, else its batch index) and why; 'skip' logs a warning, excludes it and counts it in
     the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 CPU
     tensor of that batch's per-image values (NaN for skipped images).
-    compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises RuntimeError if no
+    compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises ValueError if no
     image was scored.
     """
 
@@ -173,5 +173,5 @@ class DepthMetrics(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
-            raise RuntimeError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
+            raise ValueError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
         return {name: getattr(self, f"sum_{name}") / self.num_images for name in DEPTH_METRIC_NAMES}

@@ -137,7 +137,7 @@ class NormalMetrics(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_pixels) == 0:
-            raise RuntimeError(f"NormalMetrics: no pixel scored ({int(self.num_skipped)} images skipped as bad samples)")
+            raise ValueError(f"NormalMetrics: no pixel scored ({int(self.num_skipped)} images skipped as bad samples)")
         n = self.num_pixels.to(torch.float64)
         out = {"mean": self.sum_err / n, "median": self._hist_median(), "rmse": (self.sum_sq / n).sqrt()}
         for i, name in enumerate(NORMAL_METRIC_NAMES[3:]):

@@ -144,7 +144,7 @@ def test_exr_reader_on_spec_bytes():
     np.testing.assert_array_equal(planes["R"], [[5, 6], [7, 8]])
 
 
-@pytest.mark.parametrize("compression", ["none", "zips", "zip"])
+@pytest.mark.parametrize("compression", ["none", "zips", "zip", "piz"])
 def test_exr_roundtrip(tmp_path, compression):
     img = np.random.default_rng(1).normal(size=(37, 19, 3)).astype(np.float32)
     img[3:30] = 0.5  # compressible rows
@@ -158,5 +158,29 @@ def test_exr_rejects_garbage(tmp_path):
         read_exr("bad.exr", b"not an exr file")
     buf = io.BytesIO()
     Image.fromarray(np.zeros((2, 2), np.uint8)).save(buf, format="PNG")
-    with pytest.raises(ValueError, match="magic"):
+    with pytest.raises(ValueError, match="p.exr"):
         read_exr("p.exr", buf.getvalue())
+
+
+@pytest.mark.parametrize("cut", ["truncated", "corrupt"])
+def test_exr_damage_is_a_named_error_and_the_skip_policy_applies(tmp_path, cut):
+    """Issue 11 item 8: a truncated or corrupt ZIP-compressed EXR raised zlib.error / struct.error,
+    which escaped the benchmark's 'skip' policy."""
+    rgb = np.full((8, 12, 3), 100, np.uint8)
+    gt = np.zeros((8, 12, 3), np.float32)
+    gt[..., 2] = 1.0  # compressible: the ZIP chunks really hold deflate streams
+    folder = tmp_path / "dsine_eval/sintel/alley_1"
+    for stem in ("frame_0001", "frame_0002"):
+        write_sample(folder, stem, rgb, gt, "exr")
+        write_exr(folder / f"{stem}_normal.exr", gt, compression="zip")
+    bad = folder / "frame_0002_normal.exr"
+    data = bad.read_bytes()
+    if cut == "truncated":
+        bad.write_bytes(data[: len(data) * 2 // 3])
+    else:  # scramble the end of the compressed pixel data, keep the header and offsets
+        bad.write_bytes(data[:-30] + bytes(255 - b for b in data[-30:]))
+    with pytest.raises(ValueError, match="frame_0002_normal.exr"):
+        read_exr(bad)
+    write_split(tmp_path, "data/datasets/sintel/split/sintel.txt", ["alley_1/frame_0001_img.png", "alley_1/frame_0002_img.png"])
+    ds = NormalBenchmark("sintel_normal", tmp_path, PROTO["sintel_normal"], on_bad_sample="skip")
+    assert len(ds) == 1 and ds.num_skipped == 1 and "frame_0002_normal.exr" in ds.skipped[0]

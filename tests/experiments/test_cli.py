@@ -116,3 +116,131 @@ def test_evaluate_from_config_with_a_released_style_kohya_lora(tmp_path, data_ov
     released = json.loads((tmp_path / "fe2e/released/metrics.json").read_text())["depth"]["kitti"]["abs_rel"]
     assert released != pytest.approx(plain, rel=1e-6)
     assert (tmp_path / "fe2e/released/config.yaml").is_file()
+
+
+# ---- issue 11: results go where the user pointed; clean errors naming the file -------------------
+def _copy_run(run, dst):
+    import shutil
+
+    shutil.copytree(run, dst)
+    return dst
+
+
+def test_evaluate_a_copied_run_writes_into_the_copy(trained_run, tmp_path):
+    """Issue 11 item 5: evaluate followed config.yaml's runs_dir/experiment/run back to the original."""
+    run, _ = trained_run
+    copy = _copy_run(run, tmp_path / "elsewhere/exp/copied")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["evaluate", "--checkpoint", str(copy), "--benchmarks", "eth3d"]) == 0
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # the original run is untouched
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert "eth3d" in metrics["depth"] and metrics["meta"]["run"] == "exp/copied"
+    assert (copy / "eval/eth3d/per_sample.csv").is_file()
+
+
+def test_evaluate_config_refuses_the_folder_of_a_trained_run(trained_run, data_overrides, capsys):
+    """Issue 11 item 5: `evaluate --config` with a trained run's name overwrote its config.yaml."""
+    from experiments.config import load_experiment
+
+    run, _ = trained_run
+    config = (run / "config.yaml").read_text()
+    assert main(["evaluate", "--benchmarks", "kitti", "--config", str(CONFIG_DIR / "fe2e.yaml"), *data_overrides,
+                 f"runs_dir={run.parent.parent}"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config
+    load_experiment([run / "config.yaml"])
+
+
+def test_predict_skips_and_counts_unreadable_files(trained_run, tmp_path, caplog):
+    """Issue 11 item 7: one unreadable file stopped the whole folder."""
+    import logging
+
+    run, _ = trained_run
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src / "good.png")
+    (src / "garbage.png").write_bytes(b"\x89PNG but not really")
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(src / "cut.png")
+    (src / "cut.png").write_bytes((src / "cut.png").read_bytes()[:60])  # header fine, pixel data truncated
+    with caplog.at_level(logging.WARNING):
+        assert main(["predict", "--checkpoint", str(run), "--input", str(src), "--output", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out/good_depth.npy").is_file() and not (tmp_path / "out/cut_depth.npy").exists()
+    assert "skipped 2 of 3 inputs" in caplog.text and "garbage.png" in caplog.text and "cut.png" in caplog.text
+
+
+def test_lora_rank_mismatch_names_the_checkpoint(trained_run, capsys):
+    """Issue 11 item 9: a size-mismatch RuntimeError traceback."""
+    run, _ = trained_run
+    assert main(["evaluate", "--checkpoint", str(run), "--benchmarks", "kitti", "backbone.lora_rank=4"]) == 2
+    err = capsys.readouterr().err
+    assert "last.ckpt" in err and "lora_rank" in err
+
+
+def test_peft_adapter_onto_a_fully_finetuned_model_is_refused_before_writing(trained_run, tmp_path, data_overrides,
+                                                                              capsys):
+    run, _ = trained_run
+    adapter = run / "checkpoints/adapter.safetensors"
+    assert main(["evaluate", "--benchmarks", "kitti", "--adapter", str(adapter), "--config",
+                 str(CONFIG_DIR / "fe2e.yaml"), *data_overrides, f"runs_dir={tmp_path}", "backbone.finetune=full"]) == 2
+    err = capsys.readouterr().err
+    assert str(adapter) in err and "finetune" in err
+    assert not (tmp_path / "fe2e").exists()
+
+
+def test_truncated_adapter_is_named(trained_run, tmp_path, data_overrides, capsys):
+    run, _ = trained_run
+    cut = tmp_path / "adapter.safetensors"
+    whole = (run / "checkpoints/adapter.safetensors").read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert main(["evaluate", "--benchmarks", "kitti", "--adapter", str(cut), "--config",
+                 str(CONFIG_DIR / "fe2e.yaml"), *data_overrides, f"runs_dir={tmp_path}", "backbone.finetune=lora"]) == 2
+    err = capsys.readouterr().err
+    assert str(cut) in err and "truncated" in err
+
+
+class _Payload:
+    """Pickles as a call to Path.touch: it runs only if a loader executes pickled code."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.target),))
+
+
+def test_pickle_payload_checkpoint_is_blocked_and_named(trained_run, tmp_path, capsys):
+    import torch
+
+    run, _ = trained_run
+    copy = tmp_path / "runs/exp/evil"
+    (copy / "checkpoints").mkdir(parents=True)
+    (copy / "config.yaml").write_text((run / "config.yaml").read_text())
+    flag = tmp_path / "payload-ran"
+    torch.save({"state_dict": {}, "global_step": 1, "x": _Payload(flag)}, copy / "checkpoints/last.ckpt")
+    for command in (["evaluate", "--checkpoint", str(copy), "--benchmarks", "kitti"],
+                    ["train", "--config", str(copy / "config.yaml"), f"resume={copy}/checkpoints/last.ckpt",
+                     f"runs_dir={tmp_path}/runs", "experiment=exp", "run=evil"]):
+        assert main(command) == 2
+        assert str(copy / "checkpoints/last.ckpt") in capsys.readouterr().err
+    assert not flag.exists()
+
+
+@pytest.mark.slow
+def test_skip_counts_reach_metrics_json(trained_run, tmp_path, synthetic_root):
+    """Issue 11 item 9: bad samples skipped under on_bad_sample=skip are counted in metrics.json."""
+    import shutil
+
+    run, _ = trained_run
+    copy = _copy_run(run, tmp_path / "runs/exp/skips")
+    root = tmp_path / "eval"
+    shutil.copytree(synthetic_root / "eval", root)
+    victim = sorted((root / "dsine_eval/nyuv2").rglob("*_normal.png"))[0]
+    victim.write_bytes(b"broken")
+    assert main(["evaluate", "--checkpoint", str(copy), "--benchmarks", "nyuv2_normal", f"evaluation.root={root}",
+                 "evaluation.on_bad_sample=skip"]) == 0
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["skipped"]["nyuv2_normal"] == {"unreadable": 1, "unscored": 0}
+    assert "nyuv2_normal" in metrics["normal"]

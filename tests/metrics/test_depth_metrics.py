@@ -148,7 +148,7 @@ def test_all_skipped_compute_raises():
     metric = DepthMetrics(on_bad_sample="skip")
     metric.update(p, g, torch.zeros_like(v))
     assert int(metric.num_skipped) == 3
-    with pytest.raises(RuntimeError, match="3 skipped"):
+    with pytest.raises(ValueError, match="3 skipped"):
         metric.compute()
 
 

@@ -148,7 +148,7 @@ def test_nan_outside_valid_is_fine():
 
 @pytest.mark.filterwarnings("ignore:The ``compute`` method")
 def test_empty_compute_raises():
-    with pytest.raises(RuntimeError, match="no pixel"):
+    with pytest.raises(ValueError, match="no pixel"):
         NormalMetrics().compute()
 
 
