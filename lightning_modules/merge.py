@@ -64,7 +64,7 @@ class MergeModule(DenseGeometryModule):
         super().__init__(backbone, objective if objective is not None else merge_objective(), quantization,
                          optim, evaluation, seed)
         self.merge_cfg = _as(MergeConfig, merge)
-        self.hparams["merge"] = dataclasses.asdict(self.merge_cfg)
+        self.save_hyperparameters({**self.hparams, "merge": dataclasses.asdict(self.merge_cfg)})
         if self.backbone_cfg is not None:
             check_merge_backbone(self.backbone_cfg)
         if self.objective_cfg.joint_estimation:

@@ -6,6 +6,7 @@ Run them with `make test-slow`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,3 +58,13 @@ def test_ablation_fe2e(workdir):
     table = (workdir / "results/ablation-fe2e/table.md").read_text()
     ours = [line for line in table.splitlines() if line.startswith("|") and "(ablation-fe2e/row" in line]
     assert len(ours) == 9 and {f"row{i})" for i in range(1, 10)} == {line.split("/")[1].split(" ")[0] for line in ours}
+
+
+@pytest.mark.slow
+def test_merge(workdir):
+    make(workdir, "merge")
+    run = workdir / "runs/merge/merge"
+    assert json.loads((run / "merge_frozen_base.json").read_text())["identical"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["meta"]["method"] == "merge" and {"kitti", "eth3d"} <= set(metrics["depth"])
+    assert (workdir / "results/merge/generate.png").stat().st_size > 0
