@@ -47,11 +47,14 @@ EDITOR_CFG    :=
 GENERATOR_CFG :=
 EDITOR_OVR    :=
 GENERATOR_OVR :=
+MERGE_CFG     :=
 else
 EDITOR_CFG    := --config $(CFG)/backbone/step1x-edit.yaml
 GENERATOR_CFG := --config $(CFG)/backbone/flux-dev.yaml
 EDITOR_OVR    := backbone.weights=$(WEIGHTS)/step1x-edit backbone.prompt_embeds=$(STEP1X_PROMPT)
 GENERATOR_OVR := backbone.weights=$(WEIGHTS)/flux-dev backbone.prompt_embeds=$(WEIGHTS)/flux-dev/empty_prompt.safetensors
+# MERGE-L: FLUX.1-dev kept frozen (no LoRA), its converters at lr 3e-4 (merge/flux-dev.yaml after flux-dev.yaml)
+MERGE_CFG     := --config $(CFG)/backbone/flux-dev.yaml --config $(CFG)/merge/flux-dev.yaml
 endif
 # The study's arms: the miniature priors (SPEC 11; random first: the reference arm) on the embedded default,
 # Step1X-Edit vs FLUX.1-dev with WEIGHTS. Every arm runs once per seed of SEEDS, all with one recipe.
@@ -66,6 +69,7 @@ STUDY_ARMS := generator editor
 study_cfg = $(CFG)/ablation/editor_vs_t2i/$(1).yaml
 study_weights = $$(case $(1) in editor) echo "$(EDITOR_CFG) $(EDITOR_OVR)";; *) echo "$(GENERATOR_CFG) $(GENERATOR_OVR)";; esac)
 endif
+MERGE_OVR := $(GENERATOR_OVR)
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
@@ -101,7 +105,7 @@ join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
 released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DATA_CFG) $(EDITOR_CFG) \
 	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
-.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e \
+.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e merge \
         table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-gpu clean
 
 help: ## list the targets and variables
@@ -177,6 +181,10 @@ ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (S
 
 fe2e: $(STAMP) $(DATA_DEP) ## train FE2E as published (row 9: depth + normals) into runs/fe2e/fe2e
 	$(call train_eval,$(CFG)/fe2e.yaml,EDITOR,runs/fe2e/fe2e,kitti$(comma)eth3d)
+
+merge: $(STAMP) $(DATA_DEP) ## MERGE: frozen generator + converters into runs/merge/merge; its unchanged generations in results/merge
+	$(call train_eval,$(CFG)/merge.yaml,MERGE,runs/merge/merge,kitti$(comma)eth3d)
+	$(RUN) generate --checkpoint runs/merge/merge --out results/merge
 
 # Runs the tables evaluate by default are trained once if missing.
 runs/fe2e/fe2e/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)

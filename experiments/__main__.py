@@ -1,4 +1,4 @@
-"""Command line: `python -m experiments {train,evaluate,predict,synth,preprocess,cache-prompt,plot-curves,table,report-ablation,report-study} ...`.
+"""Command line: `python -m experiments {train,evaluate,predict,generate,synth,preprocess,cache-prompt,plot-curves,table,report-ablation,report-study} ...`.
 
 Each sub-command lives in `experiments/commands/`; this file only parses arguments and dispatches.
 Config-taking commands accept YAML files (`--config`, repeatable) and trailing `key=value` overrides.
@@ -21,6 +21,7 @@ COMMANDS = {
     "train": ("train", "fine-tune a backbone (FE2E editor or T2I generator) from YAML config + key=value"),
     "evaluate": ("evaluate", "score a run or checkpoint on zero-shot benchmarks; writes metrics.json + CSVs"),
     "predict": ("predict", "depth/normal maps for an image or a folder of images"),
+    "generate": ("generate", "sample images from a MERGE run's frozen generator (converters off): PNG grid"),
     "synth": ("synth", "write procedural scenes in every real on-disk format (Hypersim, VKITTI, benchmarks)"),
     "preprocess": ("preprocess", "build the fast Hypersim cache from the raw HDF5 release"),
     "cache-prompt": ("cache_prompt", "cache the empty-prompt text conditioning of a real backbone"),

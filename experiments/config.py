@@ -15,11 +15,12 @@ from datamodules.geometry_datamodule import DataConfig
 from experiments.config_loading import ConfigError, load_config
 from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.evaluation import EvalConfig
+from lightning_modules.merge import MergeConfig
 from lightning_modules.objectives import ObjectiveConfig
 from lightning_modules.optim import OptimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("fe2e", "t2i")
+METHODS = ("fe2e", "t2i", "merge")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 EXISTING_RUN_POLICIES = ("refuse", "keep", "retrain")
 
@@ -105,7 +106,8 @@ class ExperimentConfig:
     runs_dir: str = "runs"
     """Root of the run folders."""
     method: str = "fe2e"
-    """'fe2e' (editor backbone; FE2EModule) or 't2i' (generator backbone; T2IBaselineModule)."""
+    """'fe2e' (editor backbone; FE2EModule), 't2i' (generator backbone; T2IBaselineModule) or 'merge'
+    (frozen FLUX generator + converters; MergeModule, settings in the `merge` section)."""
     quantization: str = "log"
     """Depth target encoding: 'direct', 'inverse' or 'log' (SPEC section 4; FE2E uses log)."""
     seed: int = 0
@@ -127,6 +129,7 @@ class ExperimentConfig:
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     features: FeatureProbeConfig = field(default_factory=FeatureProbeConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
     def __post_init__(self) -> None:
         check_path_component("experiment", self.experiment)

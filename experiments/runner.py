@@ -17,17 +17,23 @@ from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
+from lightning_modules.geometry_module import DenseGeometryModule
+from lightning_modules.merge import MergeModule
 from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
 
 
-def build_module(cfg: ExperimentConfig) -> FE2EModule:
-    """FE2EModule for method 'fe2e', T2IBaselineModule for 't2i'; the backbone is built lazily."""
-    cls = FE2EModule if cfg.method == "fe2e" else T2IBaselineModule
+def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
+    """FE2EModule for method 'fe2e', T2IBaselineModule for 't2i', MergeModule for 'merge'; the backbone
+    is built lazily."""
     evaluation = dataclasses.replace(cfg.evaluation, output_dir=str(cfg.run_dir))
-    return cls(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
-               optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+    kwargs = dict(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
+                  optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+    if cfg.method == "merge":
+        return MergeModule(**kwargs, merge=cfg.merge)
+    cls = FE2EModule if cfg.method == "fe2e" else T2IBaselineModule
+    return cls(**kwargs)
 
 
 def build_strategy(cfg: ExperimentConfig):
@@ -145,7 +151,7 @@ def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
     return str(path)
 
 
-def load_trained_weights(module: FE2EModule, ckpt: str | Path) -> int:
+def load_trained_weights(module: DenseGeometryModule, ckpt: str | Path) -> int:
     """Load the trainable tensors of a Lightning checkpoint into `module`; returns its global step.
 
     Raises ValueError naming the file when it is not a tensors-only checkpoint or its tensors do not

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "linear")
 
 
 @dataclass
@@ -25,7 +25,8 @@ class OptimConfig:
     warmup_steps: int = 0
     """Linear warm-up from 0 over this many optimizer steps."""
     schedule: str = "constant"
-    """After warm-up: 'constant' or 'cosine' (to 0 at the last step)."""
+    """After warm-up: 'constant', 'cosine' or 'linear' (both decay to 0 at the last step; linear is
+    diffusers' get_scheduler("linear"), MERGE's recipe)."""
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -42,6 +43,9 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
         span = max(1, total_steps - cfg.warmup_steps)
         progress = min(1.0, (step - cfg.warmup_steps) / span)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if cfg.schedule == "linear":
+        span = max(1, total_steps - cfg.warmup_steps)
+        return max(0.0, 1.0 - (step - cfg.warmup_steps) / span)
     return 1.0
 
 

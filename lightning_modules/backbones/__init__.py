@@ -61,7 +61,7 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
     if cfg.weights is not None and not os.path.isdir(cfg.weights):
         raise FileNotFoundError(f"backbone.weights: {cfg.weights} is not a folder")
     dit_dtype = getattr(torch, cfg.dit_dtype)
-    load_dtype = dit_dtype if cfg.finetune == "lora" else torch.float32
+    load_dtype = torch.float32 if cfg.finetune == "full" else dit_dtype
     transformer, vae, connector = _load_parts(cfg, preset, load_dtype)
     text = _text(cfg, preset, transformer, connector)
     if preset.family == "flux":
@@ -81,8 +81,10 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
         from .lora import apply_lora
 
         apply_lora(backbone, cfg.lora_rank, cfg.lora_alpha)
-    else:
+    elif cfg.finetune == "full":
         transformer.requires_grad_(True)
+    else:  # frozen: nothing of the DiT trains
+        transformer.requires_grad_(False)
     if cfg.conditioning == "channel":  # the widened input projection is new: train it fully, in float32
         proj = transformer.x_embedder if preset.family == "flux" else transformer.img_in
         proj.float().requires_grad_(True)

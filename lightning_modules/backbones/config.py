@@ -9,6 +9,7 @@ MINI_NAMES = ("mini-random", "mini-generator", "mini-editor", "mini-editor-norel
 TINY_NAMES = ("tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator") + MINI_NAMES
 FULL_NAMES = ("flux-dev", "flux-kontext", "step1x-edit", "qwen-image", "qwen-image-edit")
 NAMES = TINY_NAMES + FULL_NAMES
+FINETUNES = ("lora", "full", "frozen")
 
 
 @dataclass
@@ -34,7 +35,8 @@ class BackboneConfig:
     """dtype of the frozen DiT weights: "bfloat16" or "float32". With bfloat16 the forward runs under
     torch.autocast; trainable parameters (LoRA or full) are float32 either way; the VAE is float32."""
     finetune: str = "lora"
-    """"lora" (adapters on every Linear of every transformer block) or "full" (all DiT weights)."""
+    """"lora" (adapters on every Linear of every transformer block), "full" (all DiT weights) or
+    "frozen" (no DiT weight trains: MERGE, whose trainable converters are added by its module)."""
     lora_rank: int = 64
     """LoRA rank r."""
     lora_alpha: float = 32.0
@@ -60,8 +62,8 @@ class BackboneConfig:
             raise ValueError(f"backbone.conditioning={self.conditioning!r}: expected 'sequence' or 'channel'")
         if self.dit_dtype not in ("bfloat16", "float32"):
             raise ValueError(f"backbone.dit_dtype={self.dit_dtype!r}: expected 'bfloat16' or 'float32'")
-        if self.finetune not in ("lora", "full"):
-            raise ValueError(f"backbone.finetune={self.finetune!r}: expected 'lora' or 'full'")
+        if self.finetune not in FINETUNES:
+            raise ValueError(f"backbone.finetune={self.finetune!r}: expected one of {FINETUNES}")
         if self.lora_rank < 1:
             raise ValueError(f"backbone.lora_rank={self.lora_rank}: expected >= 1")
         if self.weights is None and self.name not in TINY_NAMES and not self.random_init:

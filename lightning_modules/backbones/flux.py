@@ -70,8 +70,20 @@ class FluxBackbone(DiTBackbone):
             return target_ids, None
         return target_ids, tokens.position_ids(h, w, self.image_frame, device)
 
+    def conditioning_inputs(self, sigma: torch.Tensor, guidance: float | None = None):
+        """The transformer's non-image inputs at sigma (B,): text tokens (B, T, D), pooled (B, P) or None,
+        txt_ids (T, 3) zeros, and the guidance vector (B,) (`guidance`, else the backbone's value) or None
+        for a transformer without a guidance embedding. All float32."""
+        emb, pooled = self.text_embeds(sigma)
+        txt_ids = torch.zeros(emb.shape[1], 3, device=sigma.device, dtype=torch.float32)
+        value = self.guidance if guidance is None else guidance
+        vector = None
+        if self.guidance is not None:
+            vector = torch.full((sigma.shape[0],), float(value), device=sigma.device, dtype=torch.float32)
+        return emb, pooled, txt_ids, vector
+
     def _dit(self, target, image, sigma):
-        b, _, h, w = target.shape
+        _, _, h, w = target.shape
         target_ids, image_ids = self.position_ids(h, w, target.device)
         if self.has_image_tokens:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=1)
@@ -79,11 +91,7 @@ class FluxBackbone(DiTBackbone):
         else:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=2)
             img_ids = target_ids
-        emb, pooled = self.text_embeds(sigma)
-        txt_ids = torch.zeros(emb.shape[1], 3, device=target.device, dtype=torch.float32)
-        guidance = None
-        if self.guidance is not None:
-            guidance = torch.full((b,), self.guidance, device=target.device, dtype=torch.float32)
+        emb, pooled, txt_ids, guidance = self.conditioning_inputs(sigma)
         out = self.transformer(hidden_states=hidden, encoder_hidden_states=emb, pooled_projections=pooled,
                                timestep=sigma.float(), img_ids=img_ids, txt_ids=txt_ids, guidance=guidance,
                                return_dict=False)[0]

@@ -6,6 +6,7 @@ Run them with `make test-slow`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -73,3 +74,13 @@ def test_released_lora_is_scored_as_fe2e_evaluates_it(tmp_path):
     overrides = [w for w in words if "=" in w and not w.startswith("-")]
     cfg = load_experiment(files, overrides)
     assert cfg.evaluation.image_latent == "sample" and cfg.backbone.name == "step1x-edit"
+
+
+@pytest.mark.slow
+def test_merge(workdir):
+    make(workdir, "merge")
+    run = workdir / "runs/merge/merge"
+    assert json.loads((run / "merge_frozen_base.json").read_text())["identical"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["meta"]["method"] == "merge" and {"kitti", "eth3d"} <= set(metrics["depth"])
+    assert (workdir / "results/merge/generate.png").stat().st_size > 0
