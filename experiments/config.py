@@ -16,10 +16,13 @@ from experiments.config_loading import ConfigError, load_config
 from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.evaluation import EvalConfig
 from lightning_modules.objectives import ObjectiveConfig
+from lightning_modules.objectives.genpercept import GenPerceptConfig
 from lightning_modules.optim import OptimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("fe2e", "t2i")
+METHODS = ("fe2e", "t2i", "genpercept")
+"""Every method's module is in experiments.runner.METHOD_MODULES; a method with its own config
+section (METHOD_SECTIONS there) receives it as a constructor argument of the same name."""
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 
 
@@ -91,7 +94,8 @@ class ExperimentConfig:
     runs_dir: str = "runs"
     """Root of the run folders."""
     method: str = "fe2e"
-    """'fe2e' (editor backbone; FE2EModule) or 't2i' (generator backbone; T2IBaselineModule)."""
+    """'fe2e' (editor backbone; FE2EModule), 't2i' (generator backbone; T2IBaselineModule) or
+    'genpercept' (any sequence-conditioned backbone; GenPerceptModule, configured by `genpercept`)."""
     quantization: str = "log"
     """Depth target encoding: 'direct', 'inverse' or 'log' (SPEC section 4; FE2E uses log)."""
     seed: int = 0
@@ -102,6 +106,9 @@ class ExperimentConfig:
     """Starting fresh in a run folder that already holds a run deletes it first; False refuses."""
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Flow-matching objective of fe2e / t2i (not used by genpercept)."""
+    genpercept: GenPerceptConfig = field(default_factory=GenPerceptConfig)
+    """GenPercept's forward, head and losses (method 'genpercept' only)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)

@@ -18,17 +18,40 @@ from experiments.callbacks import FeatureProbe
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from lightning_modules.fe2e import FE2EModule
+from lightning_modules.genpercept import GenPerceptModule
+from lightning_modules.geometry_module import DenseGeometryModule
 from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
 
+METHOD_MODULES: dict[str, type[DenseGeometryModule]] = {
+    "fe2e": FE2EModule,
+    "t2i": T2IBaselineModule,
+    "genpercept": GenPerceptModule,
+}
+"""method (ExperimentConfig.method) -> its LightningModule class."""
+METHOD_SECTIONS: dict[str, str] = {"genpercept": "genpercept"}
+"""method -> the ExperimentConfig section of its own settings, passed to its module under that name."""
 
-def build_module(cfg: ExperimentConfig) -> FE2EModule:
-    """FE2EModule for method 'fe2e', T2IBaselineModule for 't2i'; the backbone is built lazily."""
-    cls = FE2EModule if cfg.method == "fe2e" else T2IBaselineModule
+
+def method_settings(cfg: ExperimentConfig) -> dict:
+    """The settings that define a run's training rule: its method's own section if it has one, else the
+    flow-matching objective (what metrics.json's meta records as "objective")."""
+    section = METHOD_SECTIONS.get(cfg.method)
+    settings = dataclasses.asdict(getattr(cfg, section) if section else cfg.objective)
+    return {"method": cfg.method, **settings} if section else settings
+
+
+def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
+    """The module of `cfg.method` (METHOD_MODULES) from the config; the backbone is built lazily."""
+    cls = METHOD_MODULES[cfg.method]
     evaluation = dataclasses.replace(cfg.evaluation, output_dir=str(cfg.run_dir))
-    return cls(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
-               optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+    kwargs = dict(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
+                  optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+    section = METHOD_SECTIONS.get(cfg.method)
+    if section:
+        kwargs[section] = getattr(cfg, section)
+    return cls(**kwargs)
 
 
 def build_strategy(cfg: ExperimentConfig):
@@ -114,7 +137,7 @@ def run_meta(cfg: ExperimentConfig, steps: int) -> dict:
             "weights": "pretrained" if cfg.backbone.weights else "random-init",
             "data": data_label(cfg), "steps": int(steps),
             "run": f"{cfg.experiment}/{cfg.run}", "quantization": cfg.quantization,
-            "objective": dataclasses.asdict(cfg.objective)}
+            "objective": method_settings(cfg)}
 
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"
@@ -145,7 +168,7 @@ def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
     return str(path)
 
 
-def load_trained_weights(module: FE2EModule, ckpt: str | Path) -> int:
+def load_trained_weights(module: DenseGeometryModule, ckpt: str | Path) -> int:
     """Load the trainable tensors of a Lightning checkpoint into `module`; returns its global step."""
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     module.configure_model()
