@@ -14,7 +14,7 @@ import sys
 from experiments.config_loading import ConfigError
 
 COMMANDS = {
-    "train": ("train", "fine-tune a backbone (FE2E editor or T2I generator) from YAML config + key=value"),
+    "train": ("train", "fine-tune a backbone (FE2E editor, T2I generator, GenPercept) from YAML config + key=value"),
     "evaluate": ("evaluate", "score a run or checkpoint on zero-shot benchmarks; writes metrics.json + CSVs"),
     "predict": ("predict", "depth/normal maps for an image or a folder of images"),
     "synth": ("synth", "write procedural scenes in every real on-disk format (Hypersim, VKITTI, benchmarks)"),
