@@ -1,7 +1,7 @@
 """`predict`: depth (and normal) maps for one image or a folder of images.
 
 Output convention (also written to OUTPUT/CONVENTIONS.txt):
-- {stem}_depth.npy: float32 (H, W) affine-invariant depth in [0, 1] in the model's quantization space
+- {stem}_depth.npy (models that predict depth): float32 (H, W) affine-invariant depth in [0, 1] in the model's quantization space
   (log depth for FE2E: larger = farther); align it to metric depth with a scale and shift in that space.
 - {stem}_depth.png: the same as 16-bit PNG, value * 65535.
 - {stem}_depth_color.png: colourised for viewing (Spectral colormap, near = red).
@@ -56,11 +56,14 @@ def load_rgb(path: Path) -> torch.Tensor:
 
 
 def write_prediction(out: Path, stem: str, pred: dict[str, torch.Tensor]) -> None:
-    depth = pred["depth"][0, 0].float().clamp(0, 1).cpu().numpy()
-    np.save(out / f"{stem}_depth.npy", depth.astype(np.float32))
-    Image.fromarray((depth * 65535 + 0.5).astype(np.uint16)).save(out / f"{stem}_depth.png")
-    colour = colormaps["Spectral"](depth)[..., :3]
-    Image.fromarray((colour * 255 + 0.5).astype(np.uint8)).save(out / f"{stem}_depth_color.png")
+    """The depth files when the model predicts depth, the normal PNG when it predicts normals (a
+    GenPercept model predicts one of the two)."""
+    if "depth" in pred:
+        depth = pred["depth"][0, 0].float().clamp(0, 1).cpu().numpy()
+        np.save(out / f"{stem}_depth.npy", depth.astype(np.float32))
+        Image.fromarray((depth * 65535 + 0.5).astype(np.uint16)).save(out / f"{stem}_depth.png")
+        colour = colormaps["Spectral"](depth)[..., :3]
+        Image.fromarray((colour * 255 + 0.5).astype(np.uint8)).save(out / f"{stem}_depth_color.png")
     if "normal" in pred:
         normal = pred["normal"][0].permute(1, 2, 0).float().cpu().numpy()
         Image.fromarray(((normal + 1) / 2 * 255 + 0.5).clip(0, 255).astype(np.uint8)).save(out / f"{stem}_normal.png")
@@ -82,4 +85,4 @@ def run(args: argparse.Namespace) -> None:
         rgb = load_rgb(path)
         pred = module.predict_native(rgb)
         write_prediction(out, path.stem, pred)
-        log.info("%s -> %s", path, out / f"{path.stem}_depth.png")
+        log.info("%s -> %s (%s)", path, out, ", ".join(k for k in ("depth", "normal") if k in pred))
