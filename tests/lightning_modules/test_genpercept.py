@@ -67,6 +67,7 @@ def test_config_is_genpercepts_recipe():
     assert (g.task, g.head, g.loss_space, g.grad_axes) == ("depth", "vae_decoder", "pixel", "released")
     assert (g.mse_weight, g.ssi_weight, g.grad_weight, g.train_sigma, g.inference_sigma) == (1.0, 0.5, 2.0, None, 0.001)
     assert (cfg.optim.optimizer, cfg.optim.schedule, cfg.optim.final_ratio) == ("adam", "exponential", 0.01)
+    assert cfg.trainer.gradient_clip_val is None
     real = load_experiment([GP, CONFIG_DIR / "backbone/flux-dev.yaml", CONFIG_DIR / "genpercept/lora.yaml"],
                            ["backbone.weights=/w"])
     o, b = real.optim, real.backbone
@@ -176,3 +177,23 @@ def test_channel_conditioning_is_refused(tmp_path, data_overrides):
     cfg = load_experiment([GP], [*data_overrides, f"runs_dir={tmp_path}", "backbone.conditioning=channel"])
     with pytest.raises(ValueError, match="conditioning='sequence'"):
         build_module(cfg).configure_model()
+
+
+def test_dpt_head_is_checkpointed_and_restored(tmp_path, data_overrides):
+    from experiments.runner import load_trained_weights
+
+    extra = ("genpercept.head=dpt", "genpercept.dpt_features=16", "genpercept.dpt_neck=[8,8,8,8]")
+    module, _ = _module(tmp_path, data_overrides, *extra)
+    with torch.no_grad():
+        for p in module.objective.head.parameters():
+            p.add_(0.5)
+    ckpt = {"state_dict": module.state_dict(), "global_step": 3}
+    module.on_save_checkpoint(ckpt)
+    head_keys = [k for k in ckpt["state_dict"] if k.startswith("objective.head.")]
+    assert head_keys and not any(k.startswith("backbone.vae.") for k in ckpt["state_dict"])
+    assert "backbone.transformer.proj_out.weight" not in ckpt["state_dict"]  # frozen: it never reaches the head
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    fresh, _ = _module(tmp_path, data_overrides, *extra)
+    assert load_trained_weights(fresh, tmp_path / "x.ckpt") == 3
+    for key in head_keys:
+        torch.testing.assert_close(fresh.state_dict()[key], module.state_dict()[key])
