@@ -70,6 +70,9 @@ study_cfg = $(CFG)/ablation/editor_vs_t2i/$(1).yaml
 study_weights = $$(case $(1) in editor) echo "$(EDITOR_CFG) $(EDITOR_OVR)";; *) echo "$(GENERATOR_CFG) $(GENERATOR_OVR)";; esac)
 endif
 MERGE_OVR := $(GENERATOR_OVR)
+# GenPercept on a real backbone: the generator's files, then LoRA r64 + the published schedule (a deviation).
+GENPERCEPT_CFG := $(GENERATOR_CFG) $(if $(WEIGHTS),--config $(CFG)/genpercept/lora.yaml)
+GENPERCEPT_OVR := $(GENERATOR_OVR)
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
@@ -92,13 +95,17 @@ FE2E_ROWS_GENERATOR := 1 8
 DEPTH_BENCHMARKS := nyuv2,kitti,eth3d,scannet,diode
 NORMAL_BENCHMARKS := nyuv2_normal,scannet_normal,ibims_normal,sintel_normal
 # Runs the tables score: CHECKPOINTS if given; else with WEIGHTS the released FE2E LoRA on Step1X-Edit
-# (no training); else the embedded default's runs, trained first if missing.
+# (no training) plus every method's default run that has been trained; else the embedded default's
+# runs (each method's default run and the editor-vs-T2I pair), trained first if missing.
 # Scored as FE2E's released evaluation runs it: the connector embeds sigma * 1000 (as in training; it is
 # inside the connector's forward) and the image latent is a seeded sample of the VAE posterior.
 RELEASED_LORA ?= $(WEIGHTS)/fe2e/fe2e_lora.safetensors
 RELEASED := $(if $(and $(WEIGHTS),$(if $(CHECKPOINTS),,yes)),runs/fe2e-released/released)
-DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),,runs/fe2e/fe2e $(ABL_EVT)/editor-s0 $(ABL_EVT)/generator-s0)
-DEFAULT_NORMAL_RUNS := $(if $(WEIGHTS),,runs/fe2e/fe2e)
+METHOD_DEPTH_RUNS  := runs/fe2e/fe2e runs/genpercept/genpercept runs/merge/merge
+METHOD_NORMAL_RUNS := runs/fe2e/fe2e runs/genpercept/genpercept-normal
+trained = $(patsubst %/checkpoints/last.ckpt,%,$(wildcard $(addsuffix /checkpoints/last.ckpt,$(1))))
+DEFAULT_DEPTH_RUNS  := $(if $(WEIGHTS),$(call trained,$(METHOD_DEPTH_RUNS)),$(METHOD_DEPTH_RUNS) $(ABL_EVT)/editor-s0 $(ABL_EVT)/generator-s0)
+DEFAULT_NORMAL_RUNS := $(if $(WEIGHTS),$(call trained,$(METHOD_NORMAL_RUNS)),$(METHOD_NORMAL_RUNS))
 DEPTH_RUNS  := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_DEPTH_RUNS))
 NORMAL_RUNS := $(if $(CHECKPOINTS),$(subst $(comma), ,$(CHECKPOINTS)),$(DEFAULT_NORMAL_RUNS))
 join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
@@ -106,6 +113,7 @@ released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DAT
 	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e merge \
+        genpercept genpercept-depth genpercept-normal \
         table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-gpu clean
 
 help: ## list the targets and variables
@@ -122,8 +130,9 @@ help: ## list the targets and variables
 	@echo "  STRATEGY     auto | ddp | fsdp [$(STRATEGY)]"
 	@echo "  PRECISION    Lightning trainer precision [$(PRECISION)] (the DiT itself runs bf16 inside the backbone)"
 	@echo "  MAX_EPOCHS / MAX_STEPS   override the training length"
-	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: runs/fe2e/fe2e +"
-	@echo "               the ablation runs; with WEIGHTS: the released FE2E LoRA)"
+	@echo "  CHECKPOINTS  comma-separated run folders for table-depth / table-normal (default: each method's run,"
+	@echo "               runs/fe2e/fe2e, runs/genpercept/genpercept[-normal], + the editor-vs-T2I runs; with"
+	@echo "               WEIGHTS: the released FE2E LoRA + the method runs already trained)"
 	@echo "  STEP1X_PROMPT  Step1X-Edit's cached Qwen2.5-VL empty-prompt states (.safetensors, or FE2E's no_info.npz)"
 	@echo "                 [WEIGHTS/step1x-edit/empty_prompt.safetensors]"
 	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
@@ -186,9 +195,23 @@ merge: $(STAMP) $(DATA_DEP) ## MERGE: frozen generator + converters into runs/me
 	$(call train_eval,$(CFG)/merge.yaml,MERGE,runs/merge/merge,kitti$(comma)eth3d)
 	$(RUN) generate --checkpoint runs/merge/merge --out results/merge
 
+genpercept: genpercept-depth genpercept-normal ## GenPercept (SPEC 9): one-step, pixel losses through the frozen VAE decoder; one model per task
+
+genpercept-depth: $(STAMP) $(DATA_DEP) ## GenPercept's depth model into runs/genpercept/genpercept
+	$(call train_eval,$(CFG)/genpercept.yaml,GENPERCEPT,runs/genpercept/genpercept,kitti$(comma)eth3d)
+
+genpercept-normal: $(STAMP) $(DATA_DEP) ## GenPercept's normal model into runs/genpercept/genpercept-normal
+	$(call train_eval,$(CFG)/genpercept_normal.yaml,GENPERCEPT,runs/genpercept/genpercept-normal,nyuv2_normal)
+
 # Runs the tables evaluate by default are trained once if missing.
 runs/fe2e/fe2e/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
 	$(MAKE) fe2e
+runs/genpercept/genpercept/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
+	$(MAKE) genpercept-depth
+runs/genpercept/genpercept-normal/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
+	$(MAKE) genpercept-normal
+runs/merge/merge/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
+	$(MAKE) merge
 $(ABL_EVT)/%/checkpoints/last.ckpt: | $(STAMP) $(DATA_DEP)
 	$(MAKE) ablation-editor-vs-t2i
 

@@ -1,4 +1,4 @@
-"""Result tables: our `metrics.json` rows beside the published rows of SPEC section 8, ranked together.
+"""Result tables: our `metrics.json` rows beside the published rows of SPEC sections 8-10, ranked together.
 
 Units in every table DataFrame are the DISPLAY units: AbsRel, delta1 and the normal "% below"
 fractions are multiplied by 100 (metrics.json stores fractions); normal mean/median/RMSE stay in
@@ -216,7 +216,8 @@ def _build(rows, task, table, datasets, metrics, keep, front, rank, published_cs
         df = df.drop(columns=["rank (paper)"])
     caption = ran_on(rows)
     if df["published"].any():
-        caption += f" {chr(8224)} published: {df.loc[df['published'], 'source'].iloc[0]}."
+        sources = "; ".join(dict.fromkeys(df.loc[df["published"], "source"]))
+        caption += f" {chr(8224)} published: {sources}."
     if rank:
         caption += " rank: average rank over the metric columns, recomputed over the rows shown (missing cells excluded)"
         caption += "; rank (paper): the paper's, over its larger table." if "rank (paper)" in df else "."

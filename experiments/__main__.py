@@ -18,7 +18,7 @@ import sys  # noqa: E402
 from experiments.config_loading import ConfigError  # noqa: E402
 
 COMMANDS = {
-    "train": ("train", "fine-tune a backbone (FE2E editor or T2I generator) from YAML config + key=value"),
+    "train": ("train", "fine-tune a backbone (FE2E editor, T2I generator, GenPercept) from YAML config + key=value"),
     "evaluate": ("evaluate", "score a run or checkpoint on zero-shot benchmarks; writes metrics.json + CSVs"),
     "predict": ("predict", "depth/normal maps for an image or a folder of images"),
     "generate": ("generate", "sample images from a MERGE run's frozen generator (converters off): PNG grid"),

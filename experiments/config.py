@@ -17,10 +17,13 @@ from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.evaluation import EvalConfig
 from lightning_modules.merge import MergeConfig
 from lightning_modules.objectives import ObjectiveConfig
+from lightning_modules.objectives.genpercept import GenPerceptConfig
 from lightning_modules.optim import OptimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("fe2e", "t2i", "merge")
+METHODS = ("fe2e", "t2i", "genpercept", "merge")
+"""Every method's module is in experiments.runner.METHOD_MODULES; a method with its own config
+section (METHOD_SECTIONS there) receives it as a constructor argument of the same name."""
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 EXISTING_RUN_POLICIES = ("refuse", "keep", "retrain")
 
@@ -106,8 +109,9 @@ class ExperimentConfig:
     runs_dir: str = "runs"
     """Root of the run folders."""
     method: str = "fe2e"
-    """'fe2e' (editor backbone; FE2EModule), 't2i' (generator backbone; T2IBaselineModule) or 'merge'
-    (frozen FLUX generator + converters; MergeModule, settings in the `merge` section)."""
+    """'fe2e' (editor backbone; FE2EModule), 't2i' (generator backbone; T2IBaselineModule),
+    'genpercept' (any sequence-conditioned backbone; GenPerceptModule, configured by `genpercept`) or
+    'merge' (frozen FLUX generator + converters; MergeModule, configured by `merge`)."""
     quantization: str = "log"
     """Depth target encoding: 'direct', 'inverse' or 'log' (SPEC section 4; FE2E uses log)."""
     seed: int = 0
@@ -124,6 +128,9 @@ class ExperimentConfig:
     """Old spelling of existing_run=retrain (the old run is moved aside, never deleted)."""
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    """Flow-matching objective of fe2e / t2i (not used by genpercept)."""
+    genpercept: GenPerceptConfig = field(default_factory=GenPerceptConfig)
+    """GenPercept's forward, head and losses (method 'genpercept' only)."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)

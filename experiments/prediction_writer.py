@@ -90,9 +90,10 @@ class PredictionWriter:
         self.close()
 
     def submit(self, stem: str, pred: dict[str, torch.Tensor]) -> None:
-        """Queue the outputs of one image: pred['depth'] (1,1,H,W) in [0, 1], optional
-        pred['normal'] (1,3,H,W) unit normals. Blocks while `max_pending` images are queued."""
-        depth = pred["depth"][0, 0].detach().float().clamp(0, 1).cpu().numpy()
+        """Queue the outputs of one image: pred['depth'] (1,1,H,W) in [0, 1] and/or pred['normal']
+        (1,3,H,W) unit normals (a GenPercept model predicts one of the two). Blocks while
+        `max_pending` images are queued."""
+        depth = pred["depth"][0, 0].detach().float().clamp(0, 1).cpu().numpy() if "depth" in pred else None
         normal = None
         if "normal" in pred and "normal" in self.outputs:
             normal = pred["normal"][0].detach().permute(1, 2, 0).float().cpu().numpy()
@@ -102,16 +103,16 @@ class PredictionWriter:
         future.add_done_callback(lambda _: self._slots.release())
         self._futures.append(future)
 
-    def write(self, stem: str, depth: np.ndarray, normal: np.ndarray | None) -> list[Path]:
+    def write(self, stem: str, depth: np.ndarray | None, normal: np.ndarray | None) -> list[Path]:
         """Encode and write one image's outputs now, on this thread; returns the files written."""
         start = time.perf_counter()
         written = []
-        if "npy" in self.outputs:
+        if depth is not None and "npy" in self.outputs:
             written.append(self._save(f"{stem}_depth.npy", lambda p: np.save(p, depth.astype(np.float32, copy=False))))
-        if "png" in self.outputs:
+        if depth is not None and "png" in self.outputs:
             png16 = Image.fromarray((depth * 65535 + 0.5).astype(np.uint16))
             written.append(self._save(f"{stem}_depth.png", lambda p: png16.save(p, compress_level=self.level)))
-        if "color" in self.outputs:
+        if depth is not None and "color" in self.outputs:
             colour = Image.fromarray(colorize(depth, self._table))
             written.append(self._save(f"{stem}_depth_color.png", lambda p: colour.save(p, compress_level=self.level)))
         if normal is not None:

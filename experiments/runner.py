@@ -17,22 +17,41 @@ from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
+from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.geometry_module import DenseGeometryModule
 from lightning_modules.merge import MergeModule
 from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
 
+METHOD_MODULES: dict[str, type[DenseGeometryModule]] = {
+    "fe2e": FE2EModule,
+    "t2i": T2IBaselineModule,
+    "genpercept": GenPerceptModule,
+    "merge": MergeModule,
+}
+"""method (ExperimentConfig.method) -> its LightningModule class."""
+METHOD_SECTIONS: dict[str, str] = {"genpercept": "genpercept", "merge": "merge"}
+"""method -> the ExperimentConfig section of its own settings, passed to its module under that name."""
+
+
+def method_settings(cfg: ExperimentConfig) -> dict:
+    """The settings that define a run's training rule: its method's own section if it has one, else the
+    flow-matching objective (what metrics.json's meta records as "objective")."""
+    section = METHOD_SECTIONS.get(cfg.method)
+    settings = dataclasses.asdict(getattr(cfg, section) if section else cfg.objective)
+    return {"method": cfg.method, **settings} if section else settings
+
 
 def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
-    """FE2EModule for method 'fe2e', T2IBaselineModule for 't2i', MergeModule for 'merge'; the backbone
-    is built lazily."""
+    """The module of `cfg.method` (METHOD_MODULES) from the config; the backbone is built lazily."""
+    cls = METHOD_MODULES[cfg.method]
     evaluation = dataclasses.replace(cfg.evaluation, output_dir=str(cfg.run_dir))
     kwargs = dict(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
                   optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
-    if cfg.method == "merge":
-        return MergeModule(**kwargs, merge=cfg.merge)
-    cls = FE2EModule if cfg.method == "fe2e" else T2IBaselineModule
+    section = METHOD_SECTIONS.get(cfg.method)
+    if section:
+        kwargs[section] = getattr(cfg, section)
     return cls(**kwargs)
 
 
@@ -119,7 +138,7 @@ def run_meta(cfg: ExperimentConfig, steps: int) -> dict:
             "weights": "pretrained" if cfg.backbone.weights else "random-init",
             "data": data_label(cfg), "steps": int(steps),
             "run": f"{cfg.experiment}/{cfg.run}", "quantization": cfg.quantization,
-            "objective": dataclasses.asdict(cfg.objective)}
+            "objective": method_settings(cfg)}
 
 
 SYNTHETIC_MARKER = "SYNTHETIC.txt"

@@ -104,7 +104,7 @@ class BenchmarkEvaluator(nn.Module):
         self.normal_metrics = nn.ModuleDict({n: NormalMetrics(on_bad_sample=policy) for n in self.normal_protocols})
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.images_logged: dict[str, int] = {}
-        self.skipped_normal: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
 
     # ------------------------------------------------------------------------ per batch
     @staticmethod
@@ -129,11 +129,12 @@ class BenchmarkEvaluator(nn.Module):
                keep_rows: bool = False) -> None:
         """Score one batch; keep_rows also collects per-image depth rows for per_sample.csv (test only)."""
         names = list(batch.get("name") or [f"{name}_{i}" for i in range(batch["rgb"].shape[0])])
-        if name in self.depth_protocols:
-            self._update_depth(name, pred["depth"], batch, names, keep_rows)
-        elif "normal" not in pred:
-            self.skipped_normal[name] = self.skipped_normal.get(name, 0) + len(names)
+        kind = "depth" if name in self.depth_protocols else "normal"
+        if kind not in pred:
+            self.skipped[name] = self.skipped.get(name, 0) + len(names)
             return
+        if kind == "depth":
+            self._update_depth(name, pred["depth"], batch, names, keep_rows)
         else:
             self.normal_metrics[name].update(pred["normal"], batch["normal"], batch["valid_mask"].bool(), names=names)
         self._log_images(name, pred, module)
@@ -155,10 +156,11 @@ class BenchmarkEvaluator(nn.Module):
         logger = getattr(module, "logger", None)
         if count >= self.cfg.log_images or logger is None or not hasattr(logger.experiment, "add_image"):
             return
-        depth = pred["depth"][0, 0].float()
-        lo, hi = depth.min(), depth.max()
-        img = ((depth - lo) / (hi - lo).clamp_min(1e-8)).unsqueeze(0).cpu()
-        logger.experiment.add_image(f"pred/{name}/depth_{count}", img, module.global_step)
+        if "depth" in pred:
+            depth = pred["depth"][0, 0].float()
+            lo, hi = depth.min(), depth.max()
+            img = ((depth - lo) / (hi - lo).clamp_min(1e-8)).unsqueeze(0).cpu()
+            logger.experiment.add_image(f"pred/{name}/depth_{count}", img, module.global_step)
         if "normal" in pred:
             rgb = ((pred["normal"][0].float() + 1) / 2).clamp(0, 1).cpu()
             logger.experiment.add_image(f"pred/{name}/normal_{count}", rgb, module.global_step)
@@ -171,7 +173,7 @@ class BenchmarkEvaluator(nn.Module):
         would leak between ranks; reset() replaces them with private copies."""
         for metric in (*self.depth_metrics.values(), *self.normal_metrics.values()):
             metric.reset()
-        self.rows, self.images_logged, self.skipped_normal = {}, {}, {}
+        self.rows, self.images_logged, self.skipped = {}, {}, {}
 
     def finish(self, stage: str, module) -> dict[str, dict[str, dict[str, float]]]:
         """Compute, log and reset every benchmark's metrics; at test time also write the files."""
@@ -189,12 +191,14 @@ class BenchmarkEvaluator(nn.Module):
                     if math.isfinite(value):
                         module.log(f"{stage}/{name}/{key}", value, sync_dist=False, add_dataloader_idx=False)
                 metric.reset()
-        for name, count in self.skipped_normal.items():
-            log.warning("%s: %d samples not scored: this objective predicts no normals "
-                        "(objective.joint_estimation is off)", name, count)
+        for name, count in self.skipped.items():
+            kind = "depth" if name in self.depth_protocols else "normals"
+            log.warning("%s: %d samples not scored: this model predicts no %s (FE2E/T2I: normals need "
+                        "objective.joint_estimation; GenPercept: one task per model, genpercept.task)",
+                        name, count, kind)
         if stage == "test" and self.cfg.output_dir is not None:
             self._write_outputs(results, module)
-        self.rows, self.images_logged, self.skipped_normal = {}, {}, {}
+        self.rows, self.images_logged, self.skipped = {}, {}, {}
         return results
 
     def _write_outputs(self, results: dict, module) -> None:

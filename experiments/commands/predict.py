@@ -5,7 +5,7 @@ file in a folder is reported and skipped (the count is logged); the inputs, the 
 checkpoint are checked before the output folder is created.
 
 Output convention (also written to OUTPUT/CONVENTIONS.txt):
-- {stem}_depth.npy: float32 (H, W) affine-invariant depth in [0, 1] in the model's quantization space
+- {stem}_depth.npy (models that predict depth): float32 (H, W) affine-invariant depth in [0, 1] in the model's quantization space
   (log depth for FE2E: larger = farther); align it to metric depth with a scale and shift in that space.
 - {stem}_depth.png: the same as 16-bit PNG, value * 65535.
 - {stem}_depth_color.png: colourised for viewing (Spectral colormap, near = red).

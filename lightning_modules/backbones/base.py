@@ -63,11 +63,13 @@ class GeometryBackbone(nn.Module):
         raise NotImplementedError
 
     # --- DiT -------------------------------------------------------------------------------
-    def forward(self, target: torch.Tensor, image: torch.Tensor, sigma: torch.Tensor,
+    def forward(self, target: torch.Tensor, image: torch.Tensor | None, sigma: torch.Tensor,
                 capture: Sequence[str] = ()) -> BackboneOutput:
         """One DiT pass on the target latent conditioned on the image latent.
 
-        target, image: (B,16,h,w) latents; sigma: (B,) flow-matching time in [0,1] (1 = noise);
+        target, image: (B,16,h,w) latents; image=None runs the target tokens alone (sequence
+        conditioning only; GenPercept feeds the image latent AS the target), and the output's `image`
+        is then None; sigma: (B,) flow-matching time in [0,1] (1 = noise);
         capture: block names (see `block_names`) whose outputs to return in `features`.
         """
         raise NotImplementedError

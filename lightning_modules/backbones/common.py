@@ -67,7 +67,7 @@ class DiTBackbone(GeometryBackbone):
     def _blocks(self) -> list[tuple[str, nn.Module]]:
         raise NotImplementedError
 
-    def _dit(self, target: torch.Tensor, image: torch.Tensor, sigma: torch.Tensor
+    def _dit(self, target: torch.Tensor, image: torch.Tensor | None, sigma: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
 
@@ -86,11 +86,15 @@ class DiTBackbone(GeometryBackbone):
         """The empty-prompt conditioning at sigma (B,): tokens (B, T, D) and pooled (B, P) or None, float32."""
         return self.text(sigma)
 
-    def forward(self, target: torch.Tensor, image: torch.Tensor, sigma: torch.Tensor,
+    def forward(self, target: torch.Tensor, image: torch.Tensor | None, sigma: torch.Tensor,
                 capture: Sequence[str] = ()) -> BackboneOutput:
-        if target.shape != image.shape or target.ndim != 4 or target.shape[1] != self.latent_channels:
+        if image is None and not self.has_image_tokens:
+            raise ValueError("image=None (target tokens only) needs backbone.conditioning='sequence'; the "
+                             "channel-concatenation input projection expects [target, image] channels")
+        if ((image is not None and target.shape != image.shape) or target.ndim != 4
+                or target.shape[1] != self.latent_channels):
             raise ValueError(f"target and image latents must both be (B, {self.latent_channels}, h, w); got "
-                             f"{tuple(target.shape)} and {tuple(image.shape)}")
+                             f"{tuple(target.shape)} and {None if image is None else tuple(image.shape)}")
         blocks = dict(self._blocks())
         unknown = [name for name in capture if name not in blocks]
         if unknown:

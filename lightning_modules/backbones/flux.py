@@ -85,7 +85,9 @@ class FluxBackbone(DiTBackbone):
     def _dit(self, target, image, sigma):
         _, _, h, w = target.shape
         target_ids, image_ids = self.position_ids(h, w, target.device)
-        if self.has_image_tokens:
+        if image is None:  # target tokens only (GenPercept)
+            hidden, img_ids = tokens.pack(target), target_ids
+        elif self.has_image_tokens:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=1)
             img_ids = torch.cat([target_ids, image_ids], dim=0)
         else:
@@ -97,7 +99,7 @@ class FluxBackbone(DiTBackbone):
                                return_dict=False)[0]
         n = (h // 2) * (w // 2)
         out_target = tokens.unpack(out[:, :n], h, w)
-        out_image = tokens.unpack(out[:, n:], h, w) if self.has_image_tokens else None
+        out_image = tokens.unpack(out[:, n:], h, w) if self.has_image_tokens and image is not None else None
         return out_target, out_image
 
 

@@ -39,7 +39,9 @@ class QwenImageBackbone(DiTBackbone):
     def _dit(self, target, image, sigma):
         b, _, h, w = target.shape
         shape = (1, h // 2, w // 2)
-        if self.has_image_tokens:
+        if image is None:  # target tokens only (GenPercept)
+            hidden, img_shapes = tokens.pack(target), [[shape]] * b
+        elif self.has_image_tokens:
             hidden = torch.cat([tokens.pack(target), tokens.pack(image)], dim=1)
             img_shapes = [[shape, shape]] * b
         else:
@@ -50,7 +52,7 @@ class QwenImageBackbone(DiTBackbone):
                                img_shapes=img_shapes, return_dict=False)[0]
         n = (h // 2) * (w // 2)
         out_target = tokens.unpack(out[:, :n], h, w)
-        out_image = tokens.unpack(out[:, n:], h, w) if self.has_image_tokens else None
+        out_image = tokens.unpack(out[:, n:], h, w) if self.has_image_tokens and image is not None else None
         return out_target, out_image
 
 

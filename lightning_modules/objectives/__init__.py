@@ -1,5 +1,6 @@
 """Training objectives of the FE2E study (SPEC section 3): flow matching, consistent velocity
-(+ fixed start), joint estimation and the dispersive loss."""
+(+ fixed start), joint estimation and the dispersive loss. GenPercept's one-step objective and its
+pixel-space losses (SPEC section 9) are in `genpercept.py` and `pixel_losses.py`."""
 
 from lightning_modules.objectives.config import KINDS, SIGMA_SAMPLINGS, ObjectiveConfig
 from lightning_modules.objectives.dispersive import dispersive_loss

@@ -50,6 +50,18 @@ def test_table_depth_and_normal(workdir):
     normal = (workdir / "results/table-normal/table.md").read_text()
     assert "DIODE" in depth and "Marigold" in depth and "SMOKE SCALE" in depth
     assert "Sintel" in normal and "DSINE" in normal
+    # every method's default run beside the published rows (GenPercept's trained first when missing)
+    assert "genpercept (genpercept/genpercept)" in depth and "MERGE-L" in depth
+    assert "genpercept (genpercept/genpercept-normal)" in normal and "MERGE-L" in normal
+
+
+@pytest.mark.slow
+def test_genpercept(workdir):
+    make(workdir, "genpercept")
+    for run in ("genpercept", "genpercept-normal"):
+        assert (workdir / f"runs/genpercept/{run}/checkpoints/last.ckpt").is_file(), run
+    assert "kitti" in (workdir / "runs/genpercept/genpercept/metrics.json").read_text()
+    assert "nyuv2_normal" in (workdir / "runs/genpercept/genpercept-normal/metrics.json").read_text()
 
 
 @pytest.mark.slow

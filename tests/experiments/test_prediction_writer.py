@@ -40,6 +40,12 @@ def test_only_the_requested_outputs(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_depth.npy", "a_depth_color.png"]
 
 
+def test_a_normal_only_model_writes_only_its_normals(tmp_path):
+    with PredictionWriter(tmp_path) as writer:  # e.g. GenPercept's normal model
+        writer.submit("a", {"normal": _pred()["normal"]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_normal.png"]
+
+
 def test_bad_arguments_and_write_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="--outputs.*png16"):
         parse_outputs("npy,png16")

@@ -21,13 +21,17 @@ def _validate(cfg, devices: int) -> dict[str, float]:
     return {k: float(v) for r in results for k, v in r.items()}
 
 
-def test_ddp_training_and_validation_equal_single_process(tmp_path, data_overrides, monkeypatch):
+@pytest.mark.parametrize("config, expected", [
+    ("fe2e.yaml", {"val/kitti/abs_rel", "val/kitti/delta1", "val/nyuv2_normal/mean", "val/nyuv2_normal/a11_25"}),
+    pytest.param("genpercept.yaml", {"val/kitti/abs_rel", "val/kitti/delta1"}, marks=pytest.mark.slow),
+], ids=["fe2e", "genpercept"])
+def test_ddp_training_and_validation_equal_single_process(tmp_path, data_overrides, monkeypatch, config, expected):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # two workers on two cores
-    cfg = load_experiment([CONFIG_DIR / "fe2e.yaml"],
+    cfg = load_experiment([CONFIG_DIR / config],
                           [*data_overrides, f"runs_dir={tmp_path}", "evaluation.benchmarks=[kitti,nyuv2_normal]"])
     single = _validate(cfg, 1)
     double = _validate(cfg, 2)
-    assert {"val/kitti/abs_rel", "val/kitti/delta1", "val/nyuv2_normal/mean", "val/nyuv2_normal/a11_25"} <= set(single)
+    assert expected <= set(single)
     assert single.keys() == double.keys()
     for key in single:
         assert double[key] == pytest.approx(single[key], rel=1e-6, abs=1e-9), key
