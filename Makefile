@@ -73,6 +73,12 @@ MERGE_OVR := $(GENERATOR_OVR)
 # GenPercept on a real backbone: the generator's files, then LoRA r64 + the published schedule (a deviation).
 GENPERCEPT_CFG := $(GENERATOR_CFG) $(if $(WEIGHTS),--config $(CFG)/genpercept/lora.yaml)
 GENPERCEPT_OVR := $(GENERATOR_OVR)
+# ablation-paradigms: FE2E (editor), the T2I baseline (generator), GenPercept and MERGE (on the generator), one
+# seed and data order, PARADIGM_EPOCHS each, validation off (scored once at the end).
+PARADIGMS := fe2e t2i genpercept merge
+PARADIGM_EPOCHS ?= 10
+paradigm_cfg = $(CFG)/$$(case $(1) in fe2e) echo ablation/editor_vs_t2i/editor.yaml;; t2i) echo ablation/editor_vs_t2i/generator.yaml;; *) echo $(1).yaml;; esac)
+paradigm_weights = $$(case $(1) in fe2e) echo "$(EDITOR_CFG) $(EDITOR_OVR)";; t2i) echo "$(GENERATOR_CFG) $(GENERATOR_OVR)";; genpercept) echo "$(GENPERCEPT_CFG) $(GENPERCEPT_OVR)";; merge) echo "$(MERGE_CFG) $(MERGE_OVR)";; esac)
 RECIPE ?= improved
 RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs_t2i/direct_adapt.yaml)
 
@@ -112,7 +118,7 @@ join_runs = $(subst $(eval) ,$(comma),$(strip $(1)))
 released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DATA_CFG) $(EDITOR_CFG) \
 	--adapter $(RELEASED_LORA) --benchmarks $(1) $(DATA_OVR) $(EDITOR_OVR) evaluation.image_latent=sample \
 	experiment=fe2e-released run=released)
-.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-fe2e fe2e merge \
+.PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-paradigms ablation-fe2e fe2e merge \
         genpercept genpercept-depth genpercept-normal \
         table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-gpu clean
 
@@ -137,6 +143,7 @@ help: ## list the targets and variables
 	@echo "                 [WEIGHTS/step1x-edit/empty_prompt.safetensors]"
 	@echo "  RELEASED_LORA  with WEIGHTS: the released FE2E LoRA the tables score [WEIGHTS/fe2e/fe2e_lora.safetensors]"
 	@echo "  RECIPE       improved (CV+FS+DL, log: rows 7/8) | direct (DirectAdapt, direct: rows 1/2) for ablation-editor-vs-t2i"
+	@echo "  PARADIGM_EPOCHS  training epochs of each ablation-paradigms run [$(PARADIGM_EPOCHS)]"
 	@echo "  SEEDS        fine-tuning seeds of ablation-editor-vs-t2i [$(SEEDS)] (>= 3 for the verdict)"
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
 	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
@@ -227,6 +234,14 @@ table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints
 
 priors: $(STAMP) ## re-create the miniature priors (SPEC 11) from seeds into PRIORS_OUT [lightning_modules/backbones/assets]; long: thousands of CPU steps
 	$(RUN).priors --out $(PRIORS_OUT)
+
+ablation-paradigms: $(STAMP) $(DATA_DEP) ## FE2E, T2I, GenPercept, MERGE: one data order, PARADIGM_EPOCHS each; depth table, curves, cost
+	set -e; for m in $(PARADIGMS); do \
+	  $(RUN) train --config $(call paradigm_cfg,$$m) $(DATA_CFG) $(call paradigm_weights,$$m) $(TRAIN_MODE) \
+	    $(DATA_OVR) $(TRAIN_OVR) experiment=ablation-paradigms run=$$m seed=0 data.seed=0 backbone.seed=0 \
+	    trainer.max_epochs=$(PARADIGM_EPOCHS) trainer.limit_val_batches=0; \
+	  $(RUN) evaluate --checkpoint runs/ablation-paradigms/$$m --benchmarks kitti,eth3d; done
+	$(RUN) report-paradigms runs/ablation-paradigms --runs $(call join_runs,$(PARADIGMS)) --out results/ablation-paradigms
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006

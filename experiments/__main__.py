@@ -1,4 +1,4 @@
-"""Command line: `python -m experiments {train,evaluate,predict,generate,synth,preprocess,cache-prompt,plot-curves,table,report-ablation,report-study} ...`.
+"""Command line: `python -m experiments {train,evaluate,predict,generate,synth,preprocess,cache-prompt,plot-curves,table,report-ablation,report-paradigms,report-study} ...`.
 
 Each sub-command lives in `experiments/commands/`; this file only parses arguments and dispatches.
 Config-taking commands accept YAML files (`--config`, repeatable) and trailing `key=value` overrides.
@@ -28,6 +28,7 @@ COMMANDS = {
     "plot-curves": ("plot_curves", "training-loss curves of runs from their TensorBoard event files"),
     "table": ("table", "depth or normal benchmark table (ours + published rows, average rank)"),
     "report-ablation": ("report_ablation", "table, loss curves and feature figure of an ablation experiment"),
+    "report-paradigms": ("report_paradigms", "FE2E, T2I, GenPercept and MERGE side by side: depth table, curves, cost"),
     "report-study": ("report_study", "editor-vs-generator study over arms x seeds: verdict, curves, probe"),
 }
 

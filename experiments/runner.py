@@ -160,6 +160,14 @@ def update_metrics_meta(cfg: ExperimentConfig, steps: int) -> None:
     write_json_atomic(path, data)
 
 
+def record_cost(cfg: ExperimentConfig, **values: float) -> None:
+    """Merge `values` (trainable parameters, seconds, samples) into the 'cost' entry of {run}/metrics.json."""
+    path = cfg.run_dir / "metrics.json"
+    data = read_json(path) if path.is_file() else {}
+    data.setdefault("cost", {}).update(values)
+    write_json_atomic(path, data)
+
+
 def resolve_checkpoint(cfg: ExperimentConfig) -> str | None:
     """The checkpoint to resume from, or None; 'last' = this run's checkpoints/last.ckpt."""
     if cfg.resume is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import _get_rank
@@ -21,6 +22,7 @@ from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
 from experiments.runner import (
     build_module,
     build_trainer,
+    record_cost,
     resolve_checkpoint,
     update_metrics_meta,
     write_run_metadata,
@@ -57,13 +59,20 @@ def run(args: argparse.Namespace) -> None:
     trainer = build_trainer(cfg, train=True)
     if trainer.global_rank == 0:
         write_run_metadata(cfg)
+    start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt))
+    seconds = time.perf_counter() - start
     if trainer.interrupted:
         log.warning("training was interrupted: %s is unfinished; re-run to resume from its last checkpoint",
                     cfg.run_dir)
         return
     if trainer.global_rank == 0:
         update_metrics_meta(cfg, trainer.global_step)
+        # seconds of THIS call: a resumed run's per-sample time would be wrong, so it is flagged
+        record_cost(cfg, trainable_parameters=sum(p.numel() for p in module.parameters() if p.requires_grad),
+                    train_seconds=seconds, train_resumed=ckpt is not None,
+                    train_samples=trainer.global_step * cfg.data.batch_size * trainer.world_size
+                    * cfg.trainer.accumulate_grad_batches)
         module.export_adapter(cfg.run_dir / "checkpoints" / "adapter.safetensors")
         mark_finished(cfg, trainer.global_step)
         log.info("run folder: %s", cfg.run_dir)

@@ -39,3 +39,20 @@ def test_report_end_to_end(tmp_path):
     assert mpimg.imread(png).shape[:2] == (600, 960)  # default figsize (8, 5) at 120 dpi
     fig = write_feature_figure(runs, tmp_path / "results" / "features.png")
     assert mpimg.imread(fig).shape[0] > 100
+
+
+def test_cost_table_per_sample_figures(tmp_path):
+    import json
+    import math
+
+    from analysis.report import cost_table
+
+    for name, cost in {"a": {"trainable_parameters": 10, "train_seconds": 30.0, "train_samples": 60,
+                             "train_resumed": False, "eval_seconds": 8.0, "eval_images": 16},
+                       "b": {"trainable_parameters": 5, "train_seconds": 30.0, "train_samples": 60,
+                             "train_resumed": True}}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"cost": cost}))
+    df = cost_table({"a": tmp_path / "a", "b": tmp_path / "b"}).set_index("run")
+    assert df.loc["a", "train_s_per_sample"] == 0.5 and df.loc["a", "inference_s_per_image"] == 0.5
+    assert math.isnan(df.loc["b", "train_s_per_sample"]) and math.isnan(df.loc["b", "inference_s_per_image"])

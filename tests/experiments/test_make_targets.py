@@ -96,3 +96,22 @@ def test_merge(workdir):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["meta"]["method"] == "merge" and {"kitti", "eth3d"} <= set(metrics["depth"])
     assert (workdir / "results/merge/generate.png").stat().st_size > 0
+
+
+def test_ablation_paradigms_runs_share_data_order_and_budget():
+    """The four paradigms' training commands, as the recipe's shell expands them, load to configs with
+    one seed, data config and epoch budget."""
+    from experiments.config import load_experiment
+
+    out = subprocess.run(["make", "-s", "-o", ".venv/.installed", "-o", "data/synthetic/SYNTHETIC.txt",
+                          "ablation-paradigms", "RUN=echo RUNCMD"], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    trains = [line.split()[2:] for line in out.splitlines() if line.startswith("RUNCMD train")]
+    cfgs = []
+    for words in trains:
+        files = [REPO / words[i + 1] for i, w in enumerate(words) if w == "--config"]
+        cfgs.append(load_experiment(files, [w for w in words if "=" in w and not w.startswith("-")]))
+    assert [c.method for c in cfgs] == ["fe2e", "t2i", "genpercept", "merge"]
+    assert len({(c.seed, c.data.seed, c.trainer.max_epochs, c.data.batch_size, c.data.hypersim_root)
+                for c in cfgs}) == 1
+    assert all(c.trainer.limit_val_batches == 0 and c.run_dir.parent.name == "ablation-paradigms" for c in cfgs)
