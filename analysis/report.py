@@ -62,8 +62,8 @@ def write_feature_figure(runs: Mapping[str, str | Path], out_png: str | Path,
 
 
 def cost_table(runs: Mapping[str, str | Path]):
-    """DataFrame, one row per run: trainable parameters, training seconds per sample and inference
-    seconds per image, from the 'cost' entry `train` and `evaluate` write into metrics.json (NaN where
+    """DataFrame, one row per run: trainable parameters, training milliseconds per sample and inference
+    milliseconds per image, from the 'cost' entry `train` and `evaluate` write into metrics.json (NaN where
     missing; a resumed training call is not per-sample comparable and is left NaN)."""
     import math
 
@@ -72,9 +72,9 @@ def cost_table(runs: Mapping[str, str | Path]):
     rows = []
     for label, run_dir in runs.items():
         cost = tables.load_metrics([run_dir])[0].get("cost", {})
-        train = (cost["train_seconds"] / cost["train_samples"]
+        train = (1000 * cost["train_seconds"] / cost["train_samples"]
                  if cost.get("train_samples") and not cost.get("train_resumed") else math.nan)
-        infer = cost["eval_seconds"] / cost["eval_images"] if cost.get("eval_images") else math.nan
+        infer = 1000 * cost["eval_seconds"] / cost["eval_images"] if cost.get("eval_images") else math.nan
         rows.append({"run": label, "trainable_parameters": cost.get("trainable_parameters", math.nan),
-                     "train_s_per_sample": train, "inference_s_per_image": infer})
+                     "train_ms_per_sample": train, "inference_ms_per_image": infer})
     return pd.DataFrame(rows)

@@ -1,7 +1,7 @@
 """`report-paradigms`: FE2E, the T2I baseline, GenPercept and MERGE side by side (make ablation-paradigms).
 
 Writes into --out: depth.{md,csv,tex} (with the published rows and average rank), loss_curves.png,
-cost.md / cost.csv (trainable parameters, train seconds per sample, inference seconds per image).
+cost.md / cost.csv (trainable parameters, train milliseconds per sample, inference milliseconds per image).
 """
 
 from __future__ import annotations

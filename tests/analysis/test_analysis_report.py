@@ -54,5 +54,5 @@ def test_cost_table_per_sample_figures(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps({"cost": cost}))
     df = cost_table({"a": tmp_path / "a", "b": tmp_path / "b"}).set_index("run")
-    assert df.loc["a", "train_s_per_sample"] == 0.5 and df.loc["a", "inference_s_per_image"] == 0.5
-    assert math.isnan(df.loc["b", "train_s_per_sample"]) and math.isnan(df.loc["b", "inference_s_per_image"])
+    assert df.loc["a", "train_ms_per_sample"] == 500 and df.loc["a", "inference_ms_per_image"] == 500
+    assert math.isnan(df.loc["b", "train_ms_per_sample"]) and math.isnan(df.loc["b", "inference_ms_per_image"])
