@@ -233,7 +233,7 @@ table-normal: $(STAMP) $(DATA_DEP) $(if $(CHECKPOINTS),,$(addsuffix /checkpoints
 	$(call released_eval,$(NORMAL_BENCHMARKS))
 	$(RUN) table normal --runs $(call join_runs,$(NORMAL_RUNS) $(RELEASED)) --out results/table-normal
 
-priors: $(STAMP) ## re-create the miniature priors (SPEC 11) from seeds into PRIORS_OUT [lightning_modules/backbones/assets]; long: thousands of CPU steps
+priors: $(STAMP) ## re-create the miniature priors (SPEC 11) from seeds into PRIORS_OUT [lightning_modules/backbones/assets]; ~24 min on 2 shared CPU cores
 	$(RUN).priors --out $(PRIORS_OUT)
 
 ablation-paradigms: $(STAMP) $(DATA_DEP) ## FE2E, T2I, GenPercept, MERGE: one data order, PARADIGM_EPOCHS each; depth table, curves, cost
