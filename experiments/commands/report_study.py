@@ -28,10 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="results folder, e.g. results/ablation-editor-vs-t2i")
 
 
-def _markdown(df) -> str:
+def _markdown(df, digits: int = 4) -> str:
+    """Markdown table with floats to `digits` significant digits (the study's numbers are small)."""
     from analysis.writers import to_markdown
 
-    return to_markdown(df)
+    def cell(v):
+        return f"{v:.{digits}g}" if isinstance(v, float) and v == v else v
+
+    return to_markdown(df.map(cell) if hasattr(df, "map") else df.applymap(cell))
 
 
 def prior_gates(arms: list[str], folder: str | None) -> dict[str, str]:
