@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from datamodules.hypersim import apply_tone, tone_scale
 from datamodules.synthetic.render import SceneParams, render_scene
 
 KINDS = ("room", "road")
@@ -50,14 +51,13 @@ def scene_params(s: Scene) -> SceneParams:
 
 
 def _tone(lin: np.ndarray, scale: float) -> np.ndarray:
-    """(H,W,3) linear radiance -> float32 RGB in [-1, 1] with a fixed scale (gamma 2.2)."""
-    return (np.clip(np.maximum(scale * lin, 0.0) ** (1 / 2.2), 0.0, 1.0) * 2.0 - 1.0).astype(np.float32)
+    """(H,W,3) linear radiance -> float32 RGB in [-1, 1] with Hypersim's curve at a given scale (SPEC 6)."""
+    return apply_tone(lin, scale) * 2.0 - 1.0
 
 
 def _scale(lin: np.ndarray) -> float:
     """Hypersim's tone-map scale (SPEC 6) from the 90th brightness percentile of the whole image."""
-    p90 = np.percentile(0.3 * lin[..., 0] + 0.59 * lin[..., 1] + 0.11 * lin[..., 2], 90)
-    return 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
+    return tone_scale(lin, np.ones(lin.shape[:2], dtype=bool))
 
 
 def render_class_image(s: Scene, hw: tuple[int, int]) -> np.ndarray:
