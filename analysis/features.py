@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -24,39 +25,6 @@ import torch.nn.functional as F
 from analysis.curves import wrap_to_width
 
 logger = logging.getLogger(__name__)
-
-
-def feature_norm_map(features, num_text_tokens: int, token_hw: tuple[int, int], part: str = "target"):
-    """Per-token L2 norm over channels of one token part, as a (B, h2, w2) map.
-
-    features: (B, L, C) torch tensor or NumPy array, L = num_text_tokens + h2*w2 (target only) or
-    + 2*h2*w2 (target and image). part: "target" (tokens right after the text) or "image" (after the
-    target tokens). Computed in float32; returns a float32 torch tensor on the input's device, or a
-    NumPy array for NumPy input.
-    """
-    is_numpy = isinstance(features, np.ndarray)
-    x = torch.from_numpy(features) if is_numpy else features
-    if x.ndim != 3:
-        raise ValueError(f"feature_norm_map: features must be (B, L, C), got shape {tuple(x.shape)}")
-    h2, w2 = token_hw
-    n = h2 * w2
-    allowed = (num_text_tokens + n, num_text_tokens + 2 * n)
-    if x.shape[1] not in allowed:
-        raise ValueError(
-            f"feature_norm_map: L={x.shape[1]} does not match num_text_tokens={num_text_tokens} + "
-            f"{h2}x{w2} target tokens (+ as many image tokens): expected one of {allowed}"
-        )
-    if part == "target":
-        start = num_text_tokens
-    elif part == "image":
-        if x.shape[1] != allowed[1]:
-            raise ValueError(f"feature_norm_map: part='image' needs L={allowed[1]} (text+target+image), got {x.shape[1]}")
-        start = num_text_tokens + n
-    else:
-        raise ValueError(f"feature_norm_map: part must be 'target' or 'image', got {part!r}")
-    tokens = x[:, start:start + n].detach().to(torch.float32)
-    norm = torch.linalg.vector_norm(tokens, dim=-1).reshape(x.shape[0], h2, w2)
-    return norm.cpu().numpy() if is_numpy else norm
 
 
 def upsample_to(feature_map, size: tuple[int, int]):
@@ -72,13 +40,29 @@ def upsample_to(feature_map, size: tuple[int, int]):
     return y.numpy() if is_numpy else y
 
 
+class FeatureRow(NamedTuple):
+    """One row of the feature figure: a model at one epoch."""
+
+    model: str
+    epoch: str
+    maps: list
+    """[(block name, (H, W) feature-norm map upsampled to the image size), ...]."""
+    depth: Any = None
+    """(H, W) predicted depth, affine-invariant in the model's quantization space (larger = farther)."""
+    rgb: Any = None
+    """(H, W, 3) input image in [0, 1]."""
+    gt_depth: Any = None
+    """(H, W) ground-truth depth in metres, NaN where invalid (drawn as log depth: larger = farther)."""
+
+
 def load_feature_entries(runs: Mapping[str, str | Path], epochs: str | Sequence[int] = "first_last",
                          blocks: Sequence[str] | None = None) -> list[tuple]:
     """`plot_feature_grid` rows from the FeatureProbe snapshots `{run}/features/epoch_{E:03d}.npz`.
 
     runs: {model label: run folder}. epochs: "first_last" (the first and the last snapshot) or a list of
     epoch numbers E. Each snapshot's `block:{name}` maps (h2, w2) are upsampled bilinearly to the size
-    of its `depth` array; blocks=None keeps every block in the file, in file order.
+    of its `depth` array; blocks=None keeps every block in the file, in file order. Returns FeatureRows
+    with the snapshot's input image `rgb` and ground truth `gt_depth` where it holds them.
     """
     entries = []
     for label, run_dir in runs.items():
@@ -96,7 +80,9 @@ def load_feature_entries(runs: Mapping[str, str | Path], epochs: str | Sequence[
                 if missing:
                     raise KeyError(f"{files[epoch]}: blocks {missing} not saved (have {names})")
                 maps = [(b, upsample_to(snap[f"block:{b}"], depth.shape)) for b in (blocks or names)]
-            entries.append((label, f"epoch {epoch}", maps, depth))
+                rgb = snap["rgb"] if "rgb" in snap.files else None
+                gt = snap["gt_depth"] if "gt_depth" in snap.files else None
+            entries.append(FeatureRow(label, f"epoch {epoch}", maps, depth, rgb, gt))
     return entries
 
 
@@ -107,29 +93,47 @@ def normalise_panel(image) -> np.ndarray:
     return np.zeros_like(a) if not hi > lo else (a - lo) / (hi - lo)
 
 
+def row_panels(row: FeatureRow, cmap: str, depth_cmap: str) -> list[tuple[str, Any, str | None]]:
+    """(title, image, colormap) per panel of a row: input, ground truth (log depth, NaN where invalid),
+    the block maps, the prediction; colormap None = an RGB image drawn as is."""
+    panels: list[tuple[str, Any, str | None]] = []
+    if row.rgb is not None:
+        panels.append(("input", row.rgb, None))
+    if row.gt_depth is not None:
+        gt = np.asarray(row.gt_depth, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            panels.append(("ground truth (log depth)", np.where(gt > 0, np.log(gt), np.nan), depth_cmap))
+    panels += [(str(name), m, cmap) for name, m in row.maps]
+    if row.depth is not None:
+        panels.append(("predicted depth", row.depth, depth_cmap))
+    return panels
+
+
 def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainbow", depth_cmap: str = "Spectral",
                       title: str | None = None, figsize: tuple[float, float] | None = None, dpi: int = 100) -> Path:
-    """Grid of feature-norm maps: one row per (model, epoch), one column per block, then the depth.
+    """Grid of feature-norm maps: one row per (model, epoch): the input image and the ground-truth depth
+    (where the row has them), one column per block, then the predicted depth.
 
-    entries: rows (model_label, epoch_label, [(block_name, HxW map), ...], predicted depth HxW or None).
-    Every panel is min-max normalised on its own (colours compare within a panel, not across panels),
-    drawn with `cmap` (rainbow; `depth_cmap` for the depth) and titled "<block>"; each row is labelled
+    entries: FeatureRows, or tuples (model_label, epoch_label, [(block_name, HxW map), ...], predicted
+    depth HxW or None[, rgb HxWx3 in [0, 1], ground-truth depth HxW in metres, NaN = invalid]).
+    Every map panel is min-max normalised on its own (colours compare within a panel, not across panels),
+    drawn with `cmap` (rainbow; `depth_cmap` for the depths; the ground truth as log depth, its invalid
+    pixels blank) and titled "<block>"; each row is labelled
     "<model>\\n<epoch>"; the title is wrapped to the figure width. figsize default: 2.2 in per column,
     2.0 in per row, plus room for the title lines.
     Writes a PNG of exactly figsize * dpi pixels and returns its path.
     """
     if not entries:
         raise ValueError("plot_feature_grid: no entries")
-    ncols = max(len(e[2]) + (e[3] is not None) for e in entries)
+    entries = [FeatureRow(*e) for e in entries]
+    rows = [row_panels(e, cmap, depth_cmap) for e in entries]
+    ncols = max(len(p) for p in rows)
     nrows = len(entries)
     if figsize is None:
         lines = wrap_to_width(title, 2.2 * ncols * 0.95, 9).count("\n") + 1 if title else 0
         figsize = (2.2 * ncols, 2.0 * nrows + 0.2 * lines + (0.2 if title else 0.0))
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, dpi=dpi, squeeze=False)
-    for r, (model, epoch, blocks, depth) in enumerate(entries):
-        panels = [(str(name), m, cmap) for name, m in blocks]
-        if depth is not None:
-            panels.append(("predicted depth", depth, depth_cmap))
+    for r, (entry, panels) in enumerate(zip(entries, rows)):
         for c in range(ncols):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -138,9 +142,12 @@ def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainb
                 ax.axis("off")
                 continue
             name, image, colormap = panels[c]
-            ax.imshow(normalise_panel(image), cmap=colormap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            if colormap is None:  # the input image, as is
+                ax.imshow(np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0), interpolation="nearest")
+            else:
+                ax.imshow(normalise_panel(image), cmap=colormap, vmin=0.0, vmax=1.0, interpolation="nearest")
             ax.set_title(name, fontsize=8)
-        axes[r, 0].set_ylabel(f"{model}\n{epoch}", fontsize=8)
+        axes[r, 0].set_ylabel(f"{entry.model}\n{entry.epoch}", fontsize=8)
     if title:
         fig.suptitle(wrap_to_width(title, figsize[0] * 0.95, 9), fontsize=9)
     fig.tight_layout()

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from datamodules.io_utils import SKIPPED_KEY
+from experiments.scoring import sum_over_ranks
 from lightning_modules.files import read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,9 @@ class FeatureProbe(L.Callback):
 
     Written at the end of the first epoch, every `every_n_epochs`-th epoch and the last epoch to
     `{out_dir}/features/epoch_{E:03d}.npz` with arrays `block:{name}` (h/2, w/2) of target-token
-    norms, `depth` (H, W) affine-invariant prediction, `rgb` (H, W, 3) in [0, 1].
+    norms, `depth` (H, W) affine-invariant prediction, `rgb` (H, W, 3) in [0, 1] and `gt_depth`
+    (H, W) the image's ground-truth depth in metres, NaN where invalid. The image is the first sample
+    of the first training batch.
     """
 
     def __init__(self, blocks: list[str], out_dir: str | Path, every_n_epochs: int = 1) -> None:
@@ -28,13 +31,15 @@ class FeatureProbe(L.Callback):
         self.out_dir = Path(out_dir) / "features"
         self.every_n_epochs = max(1, every_n_epochs)
         self._rgb: torch.Tensor | None = None
+        self._gt_depth: np.ndarray | None = None
 
     def _probe_image(self, trainer: L.Trainer) -> torch.Tensor:
+        """(1, 3, H, W) in [-1, 1]: the first sample of the first training batch (kept with its ground truth)."""
         if self._rgb is None:
-            dm = trainer.datamodule
-            sample = dm.probe_sample() if hasattr(dm, "probe_sample") else next(iter(dm.train_dataloader()))
-            rgb = sample["rgb"]
-            self._rgb = (rgb if rgb.dim() == 4 else rgb.unsqueeze(0))[:1]
+            batch = next(iter(trainer.datamodule.train_dataloader()))
+            self._rgb = batch["rgb"][:1]
+            depth = batch["depth"][0, 0].float()
+            self._gt_depth = torch.where(batch["valid_mask"][0, 0].bool(), depth, torch.nan).numpy()
         return self._rgb
 
     def on_train_epoch_end(self, trainer: L.Trainer, module) -> None:
@@ -56,16 +61,16 @@ class FeatureProbe(L.Callback):
         arrays = {f"block:{name}": m.float().cpu().numpy() for name, m in maps.items()}
         arrays["depth"] = depth[0, 0].float().cpu().numpy()
         arrays["rgb"] = ((rgb[0].permute(1, 2, 0).float().cpu().numpy() + 1) / 2).clip(0, 1)
+        arrays["gt_depth"] = self._gt_depth
         np.savez_compressed(self.out_dir / f"epoch_{epoch + 1:03d}.npz", **arrays)
 
 
 
 class SkipCounts(L.Callback):
-    """Counts of bad samples skipped (policy 'skip'), summed over loader workers and ranks, into metrics.json.
+    """Counts of bad training samples skipped (policy 'skip'), summed over loader workers and ranks.
 
-    metrics.json gains `skipped`: {"train": {"samples": n}} after training and, after `evaluate`,
-    {"<benchmark>": {"unreadable": files dropped when the benchmark was opened, "unscored": samples
-    the metric rejected (no valid pixel, NaN prediction)}}. Worker-side skips travel with each batch
+    metrics.json gains `skipped`: {"train": {"samples": n}} after training (the benchmarks' counts are
+    the scorer's: experiments.scoring). Worker-side skips travel with each batch
     (datamodules.io_utils.SKIPPED_KEY); skips made when a dataset is opened happen identically on
     every rank and are taken once.
     """
@@ -75,11 +80,6 @@ class SkipCounts(L.Callback):
         self._train_batches = 0
         self._train_opened = 0
         self.counts: dict[str, dict[str, int]] = {}
-
-    @staticmethod
-    def _sum_over_ranks(trainer: L.Trainer, module, value: int) -> int:
-        total = trainer.strategy.reduce(torch.tensor(float(value), device=module.device), reduce_op="sum")
-        return int(round(float(total)))
 
     def on_train_start(self, trainer: L.Trainer, module) -> None:
         sources = getattr(trainer.datamodule, "train_sources", [])
@@ -91,24 +91,10 @@ class SkipCounts(L.Callback):
             self._train_batches += int(torch.as_tensor(batch[SKIPPED_KEY]).sum())
 
     def on_train_end(self, trainer: L.Trainer, module) -> None:
-        total = self._train_opened + self._sum_over_ranks(trainer, module, self._train_batches)
+        total = self._train_opened + sum_over_ranks(trainer, module.device, self._train_batches)
         self.counts = {"train": {"samples": total}}
         if total:
             log.warning("training skipped %d bad samples (data.on_bad_sample=skip)", total)
-        self._write(trainer)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, module) -> None:
-        """Runs before the module's own hook, which computes and resets the metric states."""
-        evaluator = getattr(module, "evaluator", None)
-        opened = dict(getattr(trainer.datamodule, "test_sets", []))
-        self.counts = {}
-        for metrics in (getattr(evaluator, "depth_metrics", {}), getattr(evaluator, "normal_metrics", {})):
-            for name, metric in metrics.items():
-                unscored = self._sum_over_ranks(trainer, module, int(metric.num_skipped))
-                unreadable = int(getattr(opened.get(name), "num_skipped", 0))
-                self.counts[name] = {"unreadable": unreadable, "unscored": unscored}
-
-    def on_test_end(self, trainer: L.Trainer, module) -> None:
         self._write(trainer)
 
     def _write(self, trainer: L.Trainer) -> None:

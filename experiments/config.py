@@ -13,8 +13,8 @@ from pathlib import Path
 
 from datamodules.geometry_datamodule import DataConfig
 from experiments.config_loading import ConfigError, load_config
+from experiments.scoring import EvalConfig
 from lightning_modules.backbones.config import BackboneConfig
-from lightning_modules.evaluation import EvalConfig
 from lightning_modules.merge import MergeConfig
 from lightning_modules.objectives import ObjectiveConfig
 from lightning_modules.objectives.genpercept import GenPerceptConfig
@@ -188,6 +188,8 @@ def _validate_components(cfg: ExperimentConfig) -> None:
 RETIRED_KEYS = {
     "backbone.connector_time_scale": "Step1X-Edit's text connector always embeds sigma * 1000, inside its "
     "forward, in training and inference alike, as Step1X-Edit's and FE2E's released code do (SPEC section 1)",
+    "evaluation.output_dir": "evaluate writes into the run folder it scores (experiments.scoring.BenchmarkScorer "
+    "gets it from the run)",
 }
 """Keys older run folders may hold in config.yaml, and why they went (dropped with a warning)."""
 

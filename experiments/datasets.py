@@ -26,10 +26,10 @@ def benchmark_factories(cfg: ExperimentConfig) -> list[tuple[str, object]]:
     for name in ev.benchmarks:
         if name in protocols.depth:
             out.append((name, partial(DepthBenchmark, name, ev.root, protocols.depth[name],
-                                      on_bad_sample=ev.on_bad_sample)))
+                                      on_bad_sample=ev.on_bad_sample, input_scale=ev.input_scale)))
         elif name in protocols.normal:
             out.append((name, partial(NormalBenchmark, name, ev.root, protocols.normal[name],
-                                      on_bad_sample=ev.on_bad_sample)))
+                                      on_bad_sample=ev.on_bad_sample, input_scale=ev.input_scale)))
         else:
             raise ValueError(f"evaluation.benchmarks: unknown '{name}'; {ev.protocol_file} defines "
                              f"{sorted(protocols.depth) + sorted(protocols.normal)}")

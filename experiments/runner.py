@@ -15,6 +15,7 @@ from experiments.callbacks import FeatureProbe, SkipCounts
 from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
+from experiments.scoring import BenchmarkScorer
 from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.genpercept import GenPerceptModule
@@ -46,9 +47,8 @@ def method_settings(cfg: ExperimentConfig) -> dict:
 def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
     """The module of `cfg.method` (METHOD_MODULES) from the config; the backbone is built lazily."""
     cls = METHOD_MODULES[cfg.method]
-    evaluation = dataclasses.replace(cfg.evaluation, output_dir=str(cfg.run_dir))
     kwargs = dict(backbone=cfg.backbone, objective=cfg.objective, quantization=cfg.quantization,
-                  optim=cfg.optim, evaluation=evaluation, seed=cfg.seed)
+                  optim=cfg.optim, image_latent=cfg.evaluation.image_latent, seed=cfg.seed)
     section = METHOD_SECTIONS.get(cfg.method)
     if section:
         kwargs[section] = getattr(cfg, section)
@@ -77,12 +77,25 @@ def build_strategy(cfg: ExperimentConfig):
     )
 
 
-def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list | None = None) -> L.Trainer:
-    """A Trainer logging to {runs_dir}/{experiment}/{run}/ (TensorBoard events beside config.yaml)."""
+def build_scorer(cfg: ExperimentConfig, meta: dict | None = None) -> BenchmarkScorer:
+    """The callback that scores `evaluation.benchmarks` (validation and test) and, after `test`, writes
+    the eval files into the run folder; `meta` (run_meta) becomes metrics.json's 'meta'."""
+    return BenchmarkScorer(cfg.evaluation, cfg.quantization, cfg.run_dir, meta=meta)
+
+
+def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list | None = None,
+                  meta: dict | None = None) -> L.Trainer:
+    """A Trainer logging to {runs_dir}/{experiment}/{run}/ (TensorBoard events beside config.yaml).
+
+    Its BenchmarkScorer scores `evaluation.benchmarks` at validation and test; after `test` it writes the
+    eval files into the run folder, with `meta` (run_meta) as metrics.json's 'meta'.
+    """
     t = cfg.trainer
     logger = TensorBoardLogger(save_dir=cfg.runs_dir, name=cfg.experiment, version=cfg.run,
                                default_hp_metric=False)
     callbacks = [*(callbacks or []), SkipCounts(cfg.run_dir)]
+    if cfg.evaluation.benchmarks:
+        callbacks.append(build_scorer(cfg, meta=meta))
     if train:
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,

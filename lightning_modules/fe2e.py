@@ -22,10 +22,10 @@ class FE2EModule(DenseGeometryModule):
 
     expects_editor = True
 
-    def __init__(self, backbone, objective=None, quantization: str = "log", optim=None, evaluation=None,
+    def __init__(self, backbone, objective=None, quantization: str = "log", optim=None, image_latent: str = "mode",
                  seed: int = 0) -> None:
         super().__init__(backbone, objective if objective is not None else fe2e_objective(),
-                         quantization, optim, evaluation, seed)
+                         quantization, optim, image_latent, seed)
 
     def configure_model(self) -> None:
         super().configure_model()

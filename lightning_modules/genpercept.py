@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from analysis.features import feature_norm_map
+from lightning_modules.backbones.tokens import feature_norm_map
 from lightning_modules.encoding import decode_normals, dequantize_depth
 from lightning_modules.geometry_module import DenseGeometryModule, _as
 from lightning_modules.objectives.genpercept import GenPerceptConfig, GenPerceptObjective
@@ -31,9 +31,9 @@ class GenPerceptModule(DenseGeometryModule):
     genpercept: `GenPerceptConfig` (or its dict form). Default quantization: direct (GenPercept's).
     """
 
-    def __init__(self, backbone, objective=None, quantization: str = "direct", optim=None, evaluation=None,
+    def __init__(self, backbone, objective=None, quantization: str = "direct", optim=None, image_latent: str = "mode",
                  seed: int = 0, genpercept: GenPerceptConfig | dict | None = None) -> None:
-        super().__init__(backbone, None, quantization, optim, evaluation, seed)
+        super().__init__(backbone, None, quantization, optim, image_latent, seed)
         self.genpercept_cfg = _as(GenPerceptConfig, genpercept)
         self.objective = GenPerceptObjective(self.genpercept_cfg, quantization)  # an nn.Module: owns the DPT head
         self.hparams["genpercept"] = dataclasses.asdict(self.genpercept_cfg)

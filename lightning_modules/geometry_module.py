@@ -3,6 +3,8 @@
 The module is method-agnostic: the backbone (editor or generator, see `backbones/`) and the
 objective (`objectives.py`) are what differ between FE2E, its ablation rows and the T2I baseline.
 Batches follow the sample contract of `datamodules` (metric depth, project normal convention).
+Evaluation is not the module's business: `validation_step` / `test_step` return predictions at the
+ground truth's size, and a scorer callback (experiments.scoring.BenchmarkScorer) scores them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from analysis.features import feature_norm_map
 from lightning_modules.backbones import build_backbone
 from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.backbones.lora import save_adapter
+from lightning_modules.backbones.tokens import feature_norm_map
 from lightning_modules.encoding import (
     decode_normals,
     dequantize_depth,
@@ -29,7 +31,6 @@ from lightning_modules.encoding import (
     latent_valid_mask,
     quantize_depth,
 )
-from lightning_modules.evaluation import BenchmarkEvaluator, EvalConfig
 from lightning_modules.objectives import ObjectiveConfig, build_objective
 from lightning_modules.optim import OptimConfig, build_optimizer
 
@@ -58,7 +59,8 @@ class DenseGeometryModule(L.LightningModule):
         objective: training objective and inference rule (`ObjectiveConfig`).
         quantization: depth target encoding, "direct" | "inverse" | "log" (SPEC section 4).
         optim: optimizer settings (`OptimConfig`).
-        evaluation: benchmarks' scoring settings (`EvalConfig`).
+        image_latent: the image latent inference conditions on: "mode" of the VAE posterior
+            (deterministic) or a "sample" from it drawn with the per-sample generators.
         seed: base of the per-step noise generators, so a resumed run draws the same noise.
     """
 
@@ -68,7 +70,7 @@ class DenseGeometryModule(L.LightningModule):
         objective: ObjectiveConfig | dict | None = None,
         quantization: str = "log",
         optim: OptimConfig | dict | None = None,
-        evaluation: EvalConfig | dict | None = None,
+        image_latent: str = "mode",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -78,18 +80,19 @@ class DenseGeometryModule(L.LightningModule):
         self.backbone: GeometryBackbone | None = backbone if isinstance(backbone, GeometryBackbone) else None
         self.objective_cfg = _as(ObjectiveConfig, objective)
         self.optim_cfg = _as(OptimConfig, optim)
-        self.eval_cfg = _as(EvalConfig, evaluation)
+        if image_latent not in ("mode", "sample"):
+            raise ValueError(f"image_latent must be 'mode' or 'sample', got '{image_latent}'")
+        self.image_latent = image_latent
         self.quantization = quantization
         self.seed = seed
         self.objective = build_objective(self.objective_cfg)
-        self.evaluator = BenchmarkEvaluator(self.eval_cfg, quantization)
         self.save_hyperparameters(
             {
                 "backbone": dataclasses.asdict(self.backbone_cfg) if self.backbone_cfg else None,
                 "objective": dataclasses.asdict(self.objective_cfg),
                 "quantization": quantization,
                 "optim": dataclasses.asdict(self.optim_cfg),
-                "evaluation": dataclasses.asdict(self.eval_cfg),
+                "image_latent": image_latent,
                 "seed": seed,
             }
         )
@@ -182,7 +185,7 @@ class DenseGeometryModule(L.LightningModule):
         camera); (H',W') = out_size or the input size, resized bilinearly.
         """
         size = out_size or tuple(rgb.shape[-2:])
-        sample = self.eval_cfg.image_latent == "sample"
+        sample = self.image_latent == "sample"
         z_image = self.backbone.encode(rgb, sample=sample, generator=list(generator) if isinstance(
             generator, Sequence) else generator)
         z_depth, z_normal = self.objective.predict(self.backbone, z_image, generator=generator)
@@ -192,11 +195,13 @@ class DenseGeometryModule(L.LightningModule):
             out["normal"] = decode_normals(self.backbone.decode(z_normal), size=size)
         return out
 
-    def predict_native(self, rgb: torch.Tensor, benchmark: str | None = None,
+    def predict_native(self, rgb: torch.Tensor, input_size: tuple[int, int],
                        generator: list[torch.Generator] | torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """`predict_geometry` of an image at its own size: resized to the model's input size for
-        `benchmark` (FE2E's bucket when None), predicted, and resized back to (H, W) of `rgb`."""
-        model_in = self.evaluator.model_input(benchmark, rgb)
+        """`predict_geometry` of an image at its own size: resized (bilinear) to the model's
+        `input_size` (H, W), multiples of 16, predicted, and resized back to (H, W) of `rgb`."""
+        size = (int(input_size[0]), int(input_size[1]))
+        model_in = rgb if tuple(rgb.shape[-2:]) == size else F.interpolate(
+            rgb, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
         return self.predict_geometry(model_in, out_size=tuple(rgb.shape[-2:]), generator=generator)
 
     @torch.no_grad()
@@ -220,33 +225,17 @@ class DenseGeometryModule(L.LightningModule):
                 for name in blocks}
         return maps, self.predict_geometry(rgb, generator=self.step_generator("predict"))["depth"]
 
-    def _eval_step(self, batch: dict[str, Any], dataloader_idx: int, stage: str) -> None:
-        name = self.evaluator.dataset_name(stage, dataloader_idx, self.trainer)
-        pred = self.predict_native(batch["rgb"], name, generator=self.eval_generators(stage, batch))
-        self.evaluator.update(name, pred, batch, module=self, keep_rows=stage == "test")
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor]:
+        """Predictions for a benchmark batch at its ground truth's size; the model's input size is
+        the batch's `input_size` (its benchmark's bucket, set by the data)."""
+        input_size = batch["input_size"][0].tolist()
+        return self.predict_native(batch["rgb"], input_size, generator=self.eval_generators(stage, batch))
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, dataloader_idx, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self.evaluator.start()
-
-    def on_test_epoch_start(self) -> None:
-        self.evaluator.start()
-
-    def on_validation_epoch_end(self) -> None:
-        self.evaluator.finish("val", module=self)
-
-    def on_test_epoch_end(self) -> None:
-        self.evaluator.finish("test", module=self)
-
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        pred = self.predict_native(batch["rgb"], generator=self.eval_generators("predict", batch))
-        pred["name"] = batch.get("name")
-        return pred
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
+        return self._eval_step(batch, "test")
 
     # ------------------------------------------------------------------------------ checkpoints
     def export_adapter(self, path) -> None:

@@ -59,10 +59,10 @@ class MergeModule(DenseGeometryModule):
     and the quantization to direct (MERGE's p2/p98 direct depth).
     """
 
-    def __init__(self, backbone, objective=None, quantization: str = "direct", optim=None, evaluation=None,
+    def __init__(self, backbone, objective=None, quantization: str = "direct", optim=None, image_latent: str = "mode",
                  seed: int = 0, merge: MergeConfig | dict | None = None) -> None:
         super().__init__(backbone, objective if objective is not None else merge_objective(), quantization,
-                         optim, evaluation, seed)
+                         optim, image_latent, seed)
         self.merge_cfg = _as(MergeConfig, merge)
         self.save_hyperparameters({**self.hparams, "merge": dataclasses.asdict(self.merge_cfg)})
         if self.backbone_cfg is not None:
@@ -96,7 +96,8 @@ class MergeModule(DenseGeometryModule):
         after = self.backbone.base_fingerprint()
         record = {"sha256_before": self._base_hash, "sha256_after": after, "identical": after == self._base_hash,
                   "global_step": int(self.global_step)}
-        out_dir = self.eval_cfg.output_dir
+        logger = self.trainer.logger  # its log_dir is the run folder (experiments.runner.build_trainer)
+        out_dir = getattr(logger, "log_dir", None)
         if out_dir and self.global_rank == 0:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             (Path(out_dir) / "merge_frozen_base.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -31,6 +31,7 @@ from .io import (
     rgb_to_unit,
 )
 from .layouts import DEPTH_LAYOUTS, layout_for, scale_intrinsics
+from .sizing import scaled_input_size
 
 logger = logging.getLogger(__name__)
 
@@ -86,10 +87,11 @@ class DepthBenchmark(ListedBenchmark):
     """
 
     def __init__(self, name: str, root: str | Path, protocol: DepthProtocol, on_bad_sample: str = "raise",
-                 split_root: str | Path | None = None) -> None:
+                 split_root: str | Path | None = None, input_scale: float = 1.0) -> None:
         if protocol.crop not in CROP_RULES:
             raise ValueError(f"protocol '{protocol.name}': unknown crop {protocol.crop!r}; expected {CROP_RULES}")
         self.name, self.protocol = name, protocol
+        self.input_size = scaled_input_size(protocol.input_size, input_scale)
         self.layout = layout_for(DEPTH_LAYOUTS, name, "depth")
         self.tar = TarMembers(Path(root) / self.layout.tar)
         list_path = Path(split_root if split_root is not None else root) / self.layout.filename_list

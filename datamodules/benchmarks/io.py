@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -99,11 +100,14 @@ class ListedBenchmark(Dataset):
 
     `_select(entries, on_bad_sample)`: under 'raise' keeps every entry (a bad one raises
     BadSampleError when read); under 'skip' decodes each once, keeps those that decode, logs each
-    bad one and the total, and records them in `skipped` / `num_skipped`.
+    bad one and the total, and records them in `skipped` / `num_skipped`. Every item carries
+    `input_size`: (2,) int64, the (H, W) the model sees this benchmark at (its protocol's bucket
+    times input_scale; `sizing.scaled_input_size`).
     """
 
     name: str
     entries: list
+    input_size: tuple[int, int]
 
     def _load(self, entry) -> dict:
         raise NotImplementedError
@@ -130,4 +134,6 @@ class ListedBenchmark(Dataset):
         return len(self.entries)
 
     def __getitem__(self, index: int) -> dict:
-        return self._load(self.entries[index])
+        sample = self._load(self.entries[index])
+        sample["input_size"] = torch.tensor(self.input_size, dtype=torch.int64)
+        return sample

@@ -22,6 +22,7 @@ from lightning_modules.metrics.protocol import NormalProtocol
 from .exr import read_exr
 from .io import BadSampleError, ListedBenchmark, decode_image, decode_npy, rgb_to_unit
 from .layouts import NORMAL_LAYOUTS, NORMAL_SUFFIX, layout_for
+from .sizing import scaled_input_size
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +65,11 @@ class NormalBenchmark(ListedBenchmark):
     """
 
     def __init__(self, name: str, root: str | Path, protocol: NormalProtocol,
-                 split_root: str | Path | None = None, on_bad_sample: str = "raise") -> None:
+                 split_root: str | Path | None = None, on_bad_sample: str = "raise", input_scale: float = 1.0) -> None:
         if protocol.gt_format not in NORMAL_SUFFIX:
             raise ValueError(f"protocol '{protocol.name}': unknown gt_format {protocol.gt_format!r}")
         self.name, self.protocol = name, protocol
+        self.input_size = scaled_input_size(protocol.input_size, input_scale)
         layout = layout_for(NORMAL_LAYOUTS, name, "normal")
         self.folder = Path(root) / layout.folder
         list_path = Path(split_root if split_root is not None else root) / layout.filename_list

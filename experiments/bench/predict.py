@@ -45,6 +45,7 @@ def write_as_before(out: Path, stem: str, pred: dict[str, torch.Tensor]) -> None
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
+    from datamodules.benchmarks.sizing import aspect_input_size
     from experiments.config import load_experiment
     from experiments.runner import build_module
 
@@ -55,19 +56,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--config", action="append", help="experiment YAML (repeatable; default: "
                         "fe2e.yaml + data/synthetic.yaml, the embedded default)")
     args = parser.parse_args(argv)
-    module = build_module(load_experiment(args.config or DEFAULT_CONFIGS))
+    cfg = load_experiment(args.config or DEFAULT_CONFIGS)
+    module = build_module(cfg)
     module.configure_model()
     module.eval()
     gen = torch.Generator().manual_seed(0)
     images = [torch.rand(1, 3, args.height, args.width, generator=gen) * 2 - 1 for _ in range(args.images)]
-    module.predict_native(images[0])  # warm-up
+    size = aspect_input_size(args.height, args.width, cfg.evaluation.input_scale)  # as `predict` sizes them
+    module.predict_native(images[0], size)  # warm-up
     t = dict.fromkeys(("model", "before", "writer", "loop_model", "loop_threaded"), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         sync = PredictionWriter(out)
         for i, rgb in enumerate(images):  # CPU time of this process: steadier on a shared machine
             t0 = time.process_time()
-            pred = module.predict_native(rgb)
+            pred = module.predict_native(rgb, size)
             t1 = time.process_time()
             write_as_before(out, f"b{i}", pred)
             t2 = time.process_time()
@@ -81,12 +84,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         sync.close()
         t0 = time.perf_counter()
         for rgb in images:
-            module.predict_native(rgb)
+            module.predict_native(rgb, size)
         t["loop_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with PredictionWriter(out) as threaded:
             for i, rgb in enumerate(images):
-                threaded.submit(f"t{i}", module.predict_native(rgb))
+                threaded.submit(f"t{i}", module.predict_native(rgb, size))
         t["loop_threaded"] = time.perf_counter() - t0
     ms = {k: 1e3 * v / args.images for k, v in t.items()}
     print(f"{args.images} images {args.height}x{args.width}, torch threads {torch.get_num_threads()}, "

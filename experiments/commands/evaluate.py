@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import time
 
 from safetensors import safe_open
 
@@ -28,8 +27,7 @@ from experiments.runner import (
     build_module,
     build_trainer,
     load_trained_weights,
-    record_cost,
-    update_metrics_meta,
+    run_meta,
     write_run_metadata,
 )
 from lightning_modules.backbones.lora import load_adapter, load_kohya_lora
@@ -115,12 +113,7 @@ def run(args: argparse.Namespace) -> None:
     if args.adapter is not None:
         module.configure_model()
         apply_adapter(module, args.adapter, kohya)
-    trainer = build_trainer(cfg, train=False)
-    start = time.perf_counter()
-    trainer.test(module, datamodule=build_datamodule(cfg, stage="test"))
-    seconds = time.perf_counter() - start
+    trainer = build_trainer(cfg, train=False, meta=run_meta(cfg, steps))
+    trainer.test(module, datamodule=build_datamodule(cfg, stage="test"))  # the scorer writes metrics.json
     if trainer.global_rank == 0:
-        update_metrics_meta(cfg, steps)
-        images = sum(len(loader.dataset) for loader in trainer.test_dataloaders)
-        record_cost(cfg, eval_seconds=seconds, eval_images=images)
         log.info("metrics: %s", cfg.run_dir / "metrics.json")

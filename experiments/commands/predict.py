@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from datamodules.benchmarks.sizing import aspect_input_size
 from experiments import prediction_writer
 from experiments.checkpoints import locate_run, read_checkpoint
 from experiments.config import load_experiment
@@ -133,7 +134,8 @@ def run(args: argparse.Namespace) -> None:
                 skipped.append(path)
                 log.warning("skipping %s", err)
                 continue
-            pred = module.predict_native(rgb, generator=module.sample_generators("predict", [path.name]))
+            size = aspect_input_size(*rgb.shape[-2:], input_scale=cfg.evaluation.input_scale)
+            pred = module.predict_native(rgb, size, generator=module.sample_generators("predict", [path.name]))
             writer.submit(path.stem, pred)  # encoded and written by the writer thread
             log.info("%s -> %s/%s_*", path, out, path.stem)
     if skipped:

@@ -1,37 +1,11 @@
-"""feature_norm_map against NumPy on a hand-made tensor; upsampling; the grid PNG."""
+"""Upsampling of feature maps; the grid PNG."""
 
 import numpy as np
 import pytest
 import torch
 from matplotlib import image as mpimg
 
-from analysis.features import feature_norm_map, plot_feature_grid, upsample_to
-
-
-def _tokens():
-    # B=2, text T=3, grid h2=2 x w2=3 (n=6), C=4; L = 3 + 6 + 6 = 15
-    rng = np.random.default_rng(0)
-    return rng.standard_normal((2, 15, 4)).astype(np.float32)
-
-
-def test_feature_norm_map_target_and_image_offsets():
-    f = _tokens()
-    ref_target = np.sqrt((f[:, 3:9] ** 2).sum(-1)).reshape(2, 2, 3)
-    ref_image = np.sqrt((f[:, 9:15] ** 2).sum(-1)).reshape(2, 2, 3)
-    got = feature_norm_map(torch.from_numpy(f), num_text_tokens=3, token_hw=(2, 3))
-    np.testing.assert_allclose(got.numpy(), ref_target, rtol=1e-6)
-    got_np = feature_norm_map(f, 3, (2, 3), part="image")
-    np.testing.assert_allclose(got_np, ref_image, rtol=1e-6)
-    # raster order: token k of the target part sits at row k // 3, col k % 3
-    assert got[1, 1, 0] == pytest.approx(float(np.linalg.norm(f[1, 3 + 3])), rel=1e-6)
-
-
-def test_feature_norm_map_shape_errors():
-    f = _tokens()
-    with pytest.raises(ValueError, match="L=15"):
-        feature_norm_map(f, 2, (2, 3))
-    with pytest.raises(ValueError, match="part='image'"):
-        feature_norm_map(f[:, :9], 3, (2, 3), part="image")
+from analysis.features import plot_feature_grid, upsample_to
 
 
 def test_upsample_to_bilinear():
@@ -65,3 +39,26 @@ def test_load_feature_entries_first_last(tmp_path):
     assert name == "double.1" and m.shape == (4, 6) and np.allclose(m, 3.0)
     with pytest.raises(KeyError, match="single.20"):
         load_feature_entries({"editor": tmp_path / "editor"}, blocks=["single.20"])
+
+
+def test_feature_rows_show_input_and_ground_truth_beside_the_maps(tmp_path):
+    """Issue 12 item 7: each row is input, ground truth (log depth, invalid blank), blocks, prediction."""
+    from analysis.features import load_feature_entries, row_panels
+
+    feats = tmp_path / "editor" / "features"
+    feats.mkdir(parents=True)
+    rgb = np.zeros((2, 3, 3))
+    rgb[..., 0] = 1.0  # red
+    gt = np.array([[1.0, np.e, np.nan], [np.e**2, 1.0, 1.0]])
+    np.savez(feats / "epoch_001.npz", **{"block:double.1": np.ones((1, 1)), "depth": np.zeros((2, 3)),
+                                         "rgb": rgb, "gt_depth": gt})
+    (row,) = load_feature_entries({"editor": tmp_path / "editor"})
+    panels = row_panels(row, "rainbow", "Spectral")
+    assert [p[0] for p in panels] == ["input", "ground truth (log depth)", "double.1", "predicted depth"]
+    assert panels[0][2] is None and np.array_equal(panels[0][1], rgb)
+    expected_log = np.array([[0.0, 1.0, np.nan], [2.0, 0.0, 0.0]])  # log of 1, e, e^2 by hand
+    np.testing.assert_allclose(panels[1][1], expected_log, atol=1e-12)
+    out = plot_feature_grid([row], tmp_path / "f.png", figsize=(8, 2), dpi=40)
+    img = mpimg.imread(out)[..., :3]
+    red = (img[..., 0] > 0.9) & (img[..., 1] < 0.1) & (img[..., 2] < 0.1)
+    assert red.sum() > 20  # the input image is drawn as is, not through a colormap

@@ -1,9 +1,12 @@
-"""Packing, unpacking and position ids against diffusers' FluxKontextPipeline helpers."""
+"""Packing, unpacking and position ids against diffusers' FluxKontextPipeline helpers; feature maps against NumPy."""
 
+import numpy as np
+import pytest
 import torch
 from diffusers import FluxKontextPipeline
 
 from lightning_modules.backbones import tokens
+from lightning_modules.backbones.tokens import feature_norm_map
 
 P = FluxKontextPipeline
 
@@ -71,3 +74,29 @@ def test_editor_ids_equal_target_ids_and_kontext_ids_use_frame_one(make_backbone
     gen = _ids_seen_by_transformer(make_backbone("tiny-generator", guidance=3.5), latents)
     assert torch.equal(gen["img_ids"][n:], target_ids)
     assert torch.equal(gen["guidance"], torch.full((2,), 3.5))
+
+
+def _tokens():
+    # B=2, text T=3, grid h2=2 x w2=3 (n=6), C=4; L = 3 + 6 + 6 = 15
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((2, 15, 4)).astype(np.float32)
+
+
+def test_feature_norm_map_target_and_image_offsets():
+    f = _tokens()
+    ref_target = np.sqrt((f[:, 3:9] ** 2).sum(-1)).reshape(2, 2, 3)
+    ref_image = np.sqrt((f[:, 9:15] ** 2).sum(-1)).reshape(2, 2, 3)
+    got = feature_norm_map(torch.from_numpy(f), num_text_tokens=3, token_hw=(2, 3))
+    np.testing.assert_allclose(got.numpy(), ref_target, rtol=1e-6)
+    got_np = feature_norm_map(f, 3, (2, 3), part="image")
+    np.testing.assert_allclose(got_np, ref_image, rtol=1e-6)
+    # raster order: token k of the target part sits at row k // 3, col k % 3
+    assert got[1, 1, 0] == pytest.approx(float(np.linalg.norm(f[1, 3 + 3])), rel=1e-6)
+
+
+def test_feature_norm_map_shape_errors():
+    f = _tokens()
+    with pytest.raises(ValueError, match="L=15"):
+        feature_norm_map(f, 2, (2, 3))
+    with pytest.raises(ValueError, match="part='image'"):
+        feature_norm_map(f[:, :9], 3, (2, 3), part="image")

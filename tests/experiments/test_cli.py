@@ -54,6 +54,10 @@ def test_train_writes_the_run_folder(trained_run):
                 "features/epoch_001.npz", "features/epoch_002.npz", "metrics.json"):
         assert (run / rel).is_file(), rel
     assert list(run.glob("events.out.tfevents.*"))
+    with np.load(run / "features/epoch_002.npz") as snap:  # the feature figure's input and ground truth
+        rgb, gt, pred = snap["rgb"], snap["gt_depth"], snap["depth"]
+    assert rgb.shape[:2] == gt.shape == pred.shape and 0 <= rgb.min() and rgb.max() <= 1
+    assert np.isfinite(gt).mean() > 0.5 and np.nanmin(gt) > 0  # metres; NaN marks invalid pixels
     meta = json.loads((run / "metrics.json").read_text())["meta"]
     assert meta["data"] == "synthetic" and meta["backbone"] == "tiny-editor" and meta["steps"] == 4
 

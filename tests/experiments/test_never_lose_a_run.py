@@ -261,9 +261,12 @@ def test_item9_every_benchmark_sample_bad_is_a_named_error(tmp_path):
 
 
 def test_item9_normal_metric_skips_name_the_sample(caplog):
-    from lightning_modules.evaluation import BenchmarkEvaluator, EvalConfig
+    from types import SimpleNamespace
 
-    ev = BenchmarkEvaluator(EvalConfig(benchmarks=["nyuv2_normal"], on_bad_sample="skip"), "log")
+    from experiments.scoring import BenchmarkScorer, EvalConfig
+
+    ev = BenchmarkScorer(EvalConfig(benchmarks=["nyuv2_normal"], on_bad_sample="skip"), "log")
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(test_dataset_names=["nyuv2_normal"]))
     normal = torch.zeros(2, 3, 4, 4)
     normal[:, 2] = 1
     pred = {"depth": torch.rand(2, 1, 4, 4), "normal": normal.clone()}
@@ -271,7 +274,7 @@ def test_item9_normal_metric_skips_name_the_sample(caplog):
     batch = {"rgb": torch.zeros(2, 3, 4, 4), "normal": normal, "valid_mask": torch.ones(2, 1, 4, 4, dtype=torch.bool),
              "name": ["scene_a/0001", "scene_b/0042"]}
     with caplog.at_level(logging.WARNING):
-        ev.update("nyuv2_normal", pred, batch, module=None)
+        ev.on_test_batch_end(trainer, None, pred, batch, 0, 0)
     assert "scene_b/0042" in caplog.text and "batch item" not in caplog.text
     assert int(ev.normal_metrics["nyuv2_normal"].num_skipped) == 1
 

@@ -13,7 +13,7 @@ import torch
 
 from experiments.config import CONFIG_DIR, METHODS, load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import METHOD_MODULES, build_module
+from experiments.runner import METHOD_MODULES, build_module, build_scorer
 from lightning_modules.encoding import latent_valid_mask, quantize_depth
 from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.optim import build_optimizer
@@ -162,7 +162,8 @@ def test_fast_dev_run(tmp_path, data_overrides, variant):
                                                       "evaluation.benchmarks=[kitti,nyuv2_normal]"])
     module = build_module(cfg)
     trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        use_distributed_sampler=False, enable_model_summary=False)
+                        use_distributed_sampler=False, enable_model_summary=False,
+                        callbacks=[build_scorer(cfg)])
     trainer.fit(module, datamodule=build_datamodule(cfg))
     metrics = trainer.callback_metrics
     assert trainer.state.finished and torch.isfinite(metrics["train/loss"])

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from experiments.__main__ import main
 from experiments.config import CONFIG_DIR, load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import build_module, write_run_metadata
+from experiments.runner import build_module, build_scorer, write_run_metadata
 from lightning_modules.backbones.merge_backbone import sample_images
 
 MERGE = CONFIG_DIR / "merge.yaml"
@@ -122,7 +122,8 @@ def test_generate_rejects_other_methods_and_bad_sizes(tmp_path, data_overrides, 
 def test_fast_dev_run(tmp_path, data_overrides):
     cfg = merge_cfg(tmp_path, data_overrides)
     trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        use_distributed_sampler=False, enable_model_summary=False)
+                        use_distributed_sampler=False, enable_model_summary=False,
+                        callbacks=[build_scorer(cfg)])
     trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])
     assert "val/kitti/abs_rel" in trainer.callback_metrics
@@ -134,7 +135,7 @@ def test_ddp_two_processes(tmp_path, data_overrides, monkeypatch):
     cfg = merge_cfg(tmp_path, data_overrides)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=2, logger=False,
                         enable_progress_bar=False, use_distributed_sampler=False, enable_model_summary=False,
-                        limit_val_batches=0, enable_checkpointing=False)
+                        limit_val_batches=0, enable_checkpointing=False, callbacks=[build_scorer(cfg)])
     trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     assert trainer.state.finished and math.isfinite(float(trainer.callback_metrics["train/loss"]))
 

@@ -10,13 +10,13 @@ import pytest
 
 from experiments.config import CONFIG_DIR, load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import build_module
+from experiments.runner import build_module, build_scorer
 
 
 def _validate(cfg, devices: int) -> dict[str, float]:
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
                         logger=False, enable_progress_bar=False, use_distributed_sampler=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, callbacks=[build_scorer(cfg)])
     results = trainer.validate(build_module(cfg), datamodule=build_datamodule(cfg), verbose=False)
     return {k: float(v) for r in results for k, v in r.items()}
 
@@ -38,7 +38,7 @@ def test_ddp_training_and_validation_equal_single_process(tmp_path, data_overrid
 
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=2, logger=False,
                         enable_progress_bar=False, use_distributed_sampler=False, enable_model_summary=False,
-                        limit_val_batches=0, enable_checkpointing=False)
+                        limit_val_batches=0, enable_checkpointing=False, callbacks=[build_scorer(cfg)])
     trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
     # ddp_spawn sends rank 0's logged metrics back to this process (not its loop counters)
     assert trainer.state.finished and math.isfinite(float(trainer.callback_metrics["train/loss"]))

@@ -11,7 +11,7 @@ import torch
 
 from experiments.config import CONFIG_DIR, load_experiment
 from experiments.datasets import build_datamodule
-from experiments.runner import build_module, build_trainer, resolve_checkpoint
+from experiments.runner import build_module, build_scorer, build_trainer, resolve_checkpoint
 from lightning_modules.optim import build_optimizer
 
 ROWS = sorted((CONFIG_DIR / "ablation" / "fe2e").glob("row*.yaml"))
@@ -78,7 +78,8 @@ def test_fast_dev_run_every_configuration(tmp_path, data_overrides, config):
                      "evaluation.benchmarks=[kitti,nyuv2_normal]")
     module = build_module(cfg)
     trainer = L.Trainer(fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False,
-                        use_distributed_sampler=False, enable_model_summary=False)
+                        use_distributed_sampler=False, enable_model_summary=False,
+                        callbacks=[build_scorer(cfg)])
     trainer.fit(module, datamodule=build_datamodule(cfg))
     assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])
     assert "val/kitti/abs_rel" in trainer.callback_metrics
