@@ -89,10 +89,11 @@ RECIPE_CFG := $(if $(filter direct,$(RECIPE)),--config $(CFG)/ablation/editor_vs
 FORCE ?=
 TRAIN_MODE := existing_run=$(if $(filter 1 yes true,$(FORCE)),retrain,keep)
 
-# train_eval(config, role, run folder, benchmarks): train one run (re-run semantics above), then evaluate it
+# train_eval(config, role, run folder, benchmarks): train one run (re-run semantics above), then evaluate it in
+# the same process (train --evaluate: what `evaluate --checkpoint RUN` would write, one start-up fewer)
 define train_eval
-	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) $(TRAIN_MODE)
-	$(RUN) evaluate --checkpoint $(3) --benchmarks $(4)
+	$(RUN) train --config $(1) $(RECIPE_CFG) $(DATA_CFG) $($(2)_CFG) $(DATA_OVR) $($(2)_OVR) $(TRAIN_OVR) $(TRAIN_MODE) \
+	  --evaluate $(4)
 endef
 
 comma := ,
@@ -181,19 +182,19 @@ $(SYNTH_DIR)/SYNTHETIC.txt: | $(STAMP)
 ablation-editor-vs-t2i: $(STAMP) $(DATA_DEP) ## the study: every arm x SEEDS, one recipe (RECIPE=improved|direct); verdict, curves, probe, features
 	set -e; for s in $(SEEDS); do for a in $(STUDY_ARMS); do \
 	  $(RUN) train --config $(call study_cfg,$$a) $(RECIPE_CFG) $(DATA_CFG) $(call study_weights,$$a) $(TRAIN_MODE) \
-	    $(DATA_OVR) $(TRAIN_OVR) run=$$a-s$$s seed=$$s data.seed=$$s backbone.seed=$$s; \
-	  $(RUN) evaluate --checkpoint $(ABL_EVT)/$$a-s$$s --benchmarks $(STUDY_BENCHMARKS); done; done
+	    $(DATA_OVR) $(TRAIN_OVR) run=$$a-s$$s seed=$$s data.seed=$$s backbone.seed=$$s --evaluate $(STUDY_BENCHMARKS); \
+	  done; done
 	$(RUN) report-ablation $(ABL_EVT) --runs editor-s$(firstword $(SEEDS)),generator-s$(firstword $(SEEDS)) --out results/ablation-editor-vs-t2i
 	$(RUN) report-study $(ABL_EVT) --arms $(call join_runs,$(STUDY_ARMS)) --seeds $(call join_runs,$(SEEDS)) \
 	  --reference $(firstword $(STUDY_ARMS)) --benchmarks $(STUDY_BENCHMARKS) $(if $(WEIGHTS),,--probe) --out results/ablation-editor-vs-t2i
 
 ablation-fe2e: $(STAMP) $(DATA_DEP) ## the nine rows of FE2E's ablation table (SPEC section 8)
 	set -e; for r in $(FE2E_ROWS_EDITOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
-	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(EDITOR_CFG) $(DATA_OVR) $(EDITOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE) \
+	    --evaluate kitti,eth3d; done
 	set -e; for r in $(FE2E_ROWS_GENERATOR); do \
-	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE); \
-	  $(RUN) evaluate --checkpoint runs/ablation-fe2e/row$$r --benchmarks kitti,eth3d; done
+	  $(RUN) train --config $(CFG)/ablation/fe2e/row$$r.yaml $(DATA_CFG) $(GENERATOR_CFG) $(DATA_OVR) $(GENERATOR_OVR) $(TRAIN_OVR) $(TRAIN_MODE) \
+	    --evaluate kitti,eth3d; done
 	$(RUN) report-ablation runs/ablation-fe2e --out results/ablation-fe2e
 
 fe2e: $(STAMP) $(DATA_DEP) ## train FE2E as published (row 9: depth + normals) into runs/fe2e/fe2e
@@ -240,8 +241,7 @@ ablation-paradigms: $(STAMP) $(DATA_DEP) ## FE2E, T2I, GenPercept, MERGE: one da
 	set -e; for m in $(PARADIGMS); do \
 	  $(RUN) train --config $(call paradigm_cfg,$$m) $(DATA_CFG) $(call paradigm_weights,$$m) $(TRAIN_MODE) \
 	    $(DATA_OVR) $(TRAIN_OVR) experiment=ablation-paradigms run=$$m seed=0 data.seed=0 backbone.seed=0 \
-	    trainer.max_epochs=$(PARADIGM_EPOCHS) trainer.limit_val_batches=0; \
-	  $(RUN) evaluate --checkpoint runs/ablation-paradigms/$$m --benchmarks kitti,eth3d; done
+	    trainer.max_epochs=$(PARADIGM_EPOCHS) trainer.limit_val_batches=0 --evaluate kitti,eth3d; done
 	$(RUN) report-paradigms runs/ablation-paradigms --runs $(call join_runs,$(PARADIGMS)) --out results/ablation-paradigms
 
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006

@@ -1,5 +1,8 @@
 """`train`: fine-tune one run; resumable with resume=last; existing_run=keep|retrain for re-runs (Make).
 
+`--evaluate kitti,nyuv2` then scores the finished run (also a kept one) in the same process, exactly as
+`evaluate --checkpoint RUN --benchmarks kitti,nyuv2` would (one interpreter start and import instead of two).
+
 Order: the config, the backbone/method pairing, the weights files, the data roots and any resume
 checkpoint are all checked first; only then is the run folder created, or an old run moved aside
 (never deleted, see experiments/run_state.py).
@@ -8,6 +11,7 @@ checkpoint are all checked first; only then is the run folder created, or an old
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 
@@ -16,7 +20,7 @@ from lightning.fabric.utilities.rank_zero import _get_rank
 
 from experiments.commands import add_config_arguments
 from experiments.config import load_experiment
-from experiments.datasets import build_datamodule
+from experiments.datasets import benchmark_factories, build_datamodule
 from experiments.preflight import check_for_training
 from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
 from experiments.runner import (
@@ -32,7 +36,31 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--evaluate", default=None, metavar="BENCHMARKS",
+                        help="comma-separated benchmarks to score the finished run on, as `evaluate` does")
     add_config_arguments(parser, "YAML config (repeatable; later files override earlier ones)")
+
+
+def benchmark_list(text: str) -> list[str]:
+    """'kitti, nyuv2' -> ['kitti', 'nyuv2']; ValueError when it names none."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise ValueError(f"--evaluate {text!r}: expected comma-separated benchmark names, e.g. kitti,nyuv2")
+    return names
+
+
+def check_evaluation(cfg, text: str) -> None:
+    """The --evaluate benchmarks exist in the protocol table and their root is a folder (before training)."""
+    ev = dataclasses.replace(cfg.evaluation, benchmarks=benchmark_list(text))
+    benchmark_factories(dataclasses.replace(cfg, evaluation=ev))
+
+
+def evaluate_run(cfg, text: str) -> None:
+    """Score the run in cfg.run_dir on the --evaluate benchmarks (the `evaluate` command's own code)."""
+    from experiments.commands import evaluate
+
+    evaluate.run(argparse.Namespace(checkpoint=str(cfg.run_dir), benchmarks=text, adapter=None, config=[],
+                                    overrides=[]))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -47,8 +75,12 @@ def run(args: argparse.Namespace) -> None:
         plan = plan_run(cfg) if rank_zero or cfg.existing_run == "keep" else RunPlan("fresh", reason="rank > 0")
     ckpt = explicit if plan is None else plan.checkpoint
     check_for_training(cfg, ckpt)
+    if args.evaluate is not None:
+        check_evaluation(cfg, args.evaluate)
     if plan is not None and plan.action == "keep":
         log.info("%s: nothing to do (existing_run=keep; FORCE=1 / existing_run=retrain trains it again)", plan.reason)
+        if args.evaluate is not None:
+            evaluate_run(cfg, args.evaluate)
         return
     if plan is not None and rank_zero:
         plan = apply_plan(cfg, plan)
@@ -76,3 +108,5 @@ def run(args: argparse.Namespace) -> None:
         module.export_adapter(cfg.run_dir / "checkpoints" / "adapter.safetensors")
         mark_finished(cfg, trainer.global_step)
         log.info("run folder: %s", cfg.run_dir)
+    if args.evaluate is not None:
+        evaluate_run(cfg, args.evaluate)

@@ -4,6 +4,7 @@ train -> evaluate -> predict -> table / report-ablation writing the documented f
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ def test_evaluate_missing_run_folder(tmp_path, capsys):
 def trained_run(tmp_path_factory, data_overrides):
     runs = tmp_path_factory.mktemp("runs")
     args = ["train", "--config", str(CONFIG_DIR / "fe2e.yaml"), *data_overrides, f"runs_dir={runs}",
-            "trainer.max_epochs=2", "evaluation.benchmarks=[kitti]", "backbone.finetune=lora"]
+            "trainer.max_epochs=2", "evaluation.benchmarks=[kitti]", "backbone.finetune=lora", "--evaluate", "eth3d"]
     assert main(args) == 0
     return runs / "fe2e" / "fe2e", args
 
@@ -60,6 +61,27 @@ def test_train_writes_the_run_folder(trained_run):
     assert np.isfinite(gt).mean() > 0.5 and np.nanmin(gt) > 0  # metres; NaN marks invalid pixels
     meta = json.loads((run / "metrics.json").read_text())["meta"]
     assert meta["data"] == "synthetic" and meta["backbone"] == "tiny-editor" and meta["steps"] == 4
+
+
+def test_train_evaluate_scores_as_the_evaluate_command(trained_run, tmp_path):
+    """`train --evaluate` scored the run in-process; `evaluate` on a copy of it gives the same numbers."""
+    run, args = trained_run
+    ours = json.loads((run / "metrics.json").read_text())["depth"]["eth3d"]
+    copy = tmp_path / "runs" / "fe2e" / "copy"
+    shutil.copytree(run, copy)
+    (copy / "metrics.json").unlink()
+    assert main(["evaluate", "--checkpoint", str(copy), "--benchmarks", "eth3d"]) == 0
+    assert json.loads((copy / "metrics.json").read_text())["depth"]["eth3d"] == ours
+    # a kept (finished) run is scored too, without training again
+    assert main([*args[:-2], "existing_run=keep", "--evaluate", "kitti"]) == 0
+    assert "kitti" in json.loads((run / "metrics.json").read_text())["depth"]
+
+
+def test_train_evaluate_unknown_benchmark_exits_2_before_training(tmp_path, data_overrides, capsys):
+    args = ["train", "--config", str(CONFIG_DIR / "fe2e.yaml"), *data_overrides, f"runs_dir={tmp_path}",
+            "--evaluate", "kitty"]
+    assert main(args) == 2
+    assert "kitty" in capsys.readouterr().err and not (tmp_path / "fe2e").exists()
 
 
 def test_training_again_into_a_used_run_folder_is_refused(trained_run, capsys):
