@@ -21,9 +21,9 @@ from datamodules.samplers import (
     MixedBatchSampler,
     UnpaddedDistributedSampler,
 )
-from datamodules.synthetic.vkitti_writer import CONDITIONS, SCENES
 from datamodules.transforms import hflip
 from datamodules.vkitti import VirtualKITTIDataset
+from datamodules.vkitti_layout import CONDITIONS, SCENES
 
 logger = logging.getLogger(__name__)
 

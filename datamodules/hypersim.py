@@ -18,6 +18,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from datamodules.hypersim_layout import (
+    CSV_NAME,
+    FOCAL_AT_1024,
+    camera_positions_path,
+    frame_paths,
+)
 from datamodules.io_utils import (
     BadSampleError,
     SkipCounter,
@@ -26,17 +32,10 @@ from datamodules.io_utils import (
     make_sample,
     read_hdf5,
 )
-from datamodules.synthetic.hypersim_writer import (
-    CSV_NAME,
-    camera_positions_path,
-    frame_paths,
-)
 from datamodules.transforms import resize
 
 logger = logging.getLogger(__name__)
 
-FOCAL_AT_1024 = 886.81
-"""Hypersim focal length in pixels at width 1024 (60 deg horizontal FOV); scales with width."""
 FLIP_THRESHOLD = -1e-3
 """A normal n is inward when n . u is below this, u the unit vector from the point to the camera
 (world frame, as Marigold)."""

@@ -18,15 +18,18 @@ from torch.utils.data import Dataset
 
 from datamodules.io_utils import BadSampleError, SkipCounter, make_sample, read_image
 from datamodules.normals_from_depth import normals_from_depth
-from datamodules.synthetic.vkitti_writer import (
+from datamodules.transforms import crop as crop_sample
+from datamodules.transforms import resize
+from datamodules.vkitti_layout import (
     CONDITIONS,
+    DEPTH_UNITS_PER_METRE,
+    INTRINSIC_HEADER,
     SCENES,
     SKY,
     depth_path,
+    intrinsics_path,
     rgb_path,
 )
-from datamodules.transforms import crop as crop_sample
-from datamodules.transforms import resize
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +55,7 @@ def read_intrinsics(path: Path) -> dict[tuple[int, int], np.ndarray]:
     out = {}
     lines = path.read_text().splitlines()
     if not lines or lines[0].split()[:2] != ["frame", "cameraID"]:
-        raise ValueError(f"{path}: expected header 'frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]'")
+        raise ValueError(f"{path}: expected header '{INTRINSIC_HEADER}'")
     for n, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -101,7 +104,7 @@ class VirtualKITTIDataset(Dataset):
         self.intrinsics: dict[tuple[str, str], dict] = {}
         for scene in scenes:
             for cond in conditions:
-                self.intrinsics[(scene, cond)] = read_intrinsics(self.root / scene / cond / "intrinsic.txt")
+                self.intrinsics[(scene, cond)] = read_intrinsics(intrinsics_path(self.root, scene, cond))
                 for cam in cameras:
                     folder = depth_path(self.root, scene, cond, cam, 0).parent
                     if not folder.is_dir():
@@ -147,8 +150,8 @@ class VirtualKITTIDataset(Dataset):
             raise BadSampleError(f"{rgb_path(self.root, fr.scene, fr.cond, fr.cam, fr.frame)}: shape {rgb.shape} does not match depth {raw.shape}")
         K = self.intrinsics[(fr.scene, fr.cond)].get((fr.frame, fr.cam))
         if K is None:
-            raise BadSampleError(f"{self.root / fr.scene / fr.cond / 'intrinsic.txt'}: no row for frame {fr.frame} camera {fr.cam}")
-        depth = np.where(raw == SKY, 0.0, raw.astype(np.float32) / 100.0).astype(np.float32)
+            raise BadSampleError(f"{intrinsics_path(self.root, fr.scene, fr.cond)}: no row for frame {fr.frame} camera {fr.cam}")
+        depth = np.where(raw == SKY, 0.0, raw.astype(np.float32) / DEPTH_UNITS_PER_METRE).astype(np.float32)
         valid = (depth > self.min_depth) & (depth < self.max_depth)
         if not valid.any():
             raise BadSampleError(f"{dpath}: no valid depth pixel in ({self.min_depth}, {self.max_depth}) m")

@@ -6,9 +6,9 @@ from functools import partial
 from pathlib import Path
 
 from datamodules.benchmarks import DepthBenchmark, NormalBenchmark
+from datamodules.benchmarks.protocol import load_protocols
 from datamodules.geometry_datamodule import GeometryDataModule
 from experiments.config import ExperimentConfig
-from lightning_modules.metrics import load_protocols
 
 
 def benchmark_factories(cfg: ExperimentConfig) -> list[tuple[str, object]]:
@@ -31,8 +31,7 @@ def benchmark_factories(cfg: ExperimentConfig) -> list[tuple[str, object]]:
             out.append((name, partial(NormalBenchmark, name, ev.root, protocols.normal[name],
                                       on_bad_sample=ev.on_bad_sample, input_scale=ev.input_scale)))
         else:
-            raise ValueError(f"evaluation.benchmarks: unknown '{name}'; {ev.protocol_file} defines "
-                             f"{sorted(protocols.depth) + sorted(protocols.normal)}")
+            raise ValueError(f"evaluation.benchmarks: unknown '{name}'; {protocols.source} defines {protocols.names()}")
     return out
 
 

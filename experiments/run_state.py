@@ -2,7 +2,8 @@
 
 Nothing here deletes a file. A run is *finished* when `FINISHED.json` (written last by `train`)
 exists; its *resolved config* is its config.yaml minus the keys that only steer this decision
-(`RUN_CONTROL_KEYS`). The policy is the config key `existing_run`:
+(`RUN_CONTROL_KEYS`), with the protocol table's pre-move path (older runs) read as the packaged
+table. The policy is the config key `existing_run`:
 
 - 'refuse'  an existing run is an error (what a hand-typed `train` does without resume=...);
 - 'keep'    (Make) unchanged config + finished -> keep it, train nothing; unchanged + unfinished
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from datamodules.benchmarks.protocol import is_legacy_protocol_file
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from lightning_modules.files import write_json_atomic
@@ -68,6 +70,9 @@ def comparable_config(yaml_text: str) -> dict:
         raise ValueError("not a mapping")
     for key in RUN_CONTROL_KEYS:
         data.pop(key, None)
+    evaluation = data.get("evaluation")
+    if isinstance(evaluation, dict) and is_legacy_protocol_file(evaluation.get("protocol_file")):
+        evaluation["protocol_file"] = None  # older runs froze the packaged table's pre-move path: the same table
     return data
 
 

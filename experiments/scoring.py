@@ -23,10 +23,10 @@ import lightning as L
 import torch
 from torch import nn
 
+from datamodules.benchmarks.protocol import load_protocols
 from lightning_modules.encoding import affine_invariant_to_space
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.metrics import DepthMetrics, NormalMetrics
-from lightning_modules.metrics.protocol import DEFAULT_PROTOCOL_FILE, load_protocols  # moving to datamodules.benchmarks
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,10 @@ class EvalConfig:
     """Benchmark names from the protocol file (e.g. [kitti, eth3d, nyuv2_normal])."""
     root: str | None = None
     """Folder holding the benchmarks in their released packaging (Marigold tars, DSINE folders)."""
-    protocol_file: str = str(DEFAULT_PROTOCOL_FILE)
-    """YAML table of per-benchmark protocols (valid range, crop, input size)."""
+    protocol_file: str | None = None
+    """YAML table of per-benchmark protocols (valid range, crop, input size); None = the table shipped
+    with datamodules.benchmarks (benchmarks.yaml). The table's old location, which older run folders'
+    config.yaml hold, also reads the shipped table."""
     alignment: str = "auto"
     """Depth alignment: 'auto' = the space matching the quantization (log -> log), or an explicit one."""
     input_scale: float = 1.0
@@ -93,8 +95,7 @@ class BenchmarkScorer(L.Callback):
         self.normal_protocols = {n: protocols.normal[n] for n in cfg.benchmarks if n in protocols.normal}
         unknown = [n for n in cfg.benchmarks if n not in self.depth_protocols and n not in self.normal_protocols]
         if unknown:
-            raise ValueError(f"evaluation.benchmarks: unknown {unknown}; {cfg.protocol_file} defines "
-                             f"{sorted(protocols.depth) + sorted(protocols.normal)}")
+            raise ValueError(f"evaluation.benchmarks: unknown {unknown}; {protocols.source} defines {protocols.names()}")
         self.space = affine_invariant_to_space(quantization) if cfg.alignment == "auto" else cfg.alignment
         policy = cfg.on_bad_sample
         self.depth_metrics = nn.ModuleDict({  # each aligns in self.space and scores the valid pixels only

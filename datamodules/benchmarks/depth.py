@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules.metrics.protocol import DepthProtocol
-
 from .io import (
     BadSampleError,
     ListedBenchmark,
@@ -31,6 +29,7 @@ from .io import (
     rgb_to_unit,
 )
 from .layouts import DEPTH_LAYOUTS, layout_for, scale_intrinsics
+from .protocol import DepthProtocol
 from .sizing import scaled_input_size
 
 logger = logging.getLogger(__name__)

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_modules.metrics.protocol import NormalProtocol
-
 from .exr import read_exr
 from .io import BadSampleError, ListedBenchmark, decode_image, decode_npy, rgb_to_unit
 from .layouts import NORMAL_LAYOUTS, NORMAL_SUFFIX, layout_for
+from .protocol import NormalProtocol
 from .sizing import scaled_input_size
 
 logger = logging.getLogger(__name__)

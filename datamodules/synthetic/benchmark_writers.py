@@ -37,9 +37,9 @@ from datamodules.benchmarks.layouts import (
     NORMAL_SUFFIX,
     scale_intrinsics,
 )
+from datamodules.benchmarks.protocol import load_protocols
 from datamodules.hypersim import tone_map
 from datamodules.synthetic.render import RenderedView, render_scene
-from lightning_modules.metrics.protocol import load_protocols
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def write_depth_benchmarks(out_root: str | Path, names=tuple(DEPTH_LAYOUTS), n_i
     size: one (H, W) for every dataset, or {name: (H, W)}; default DEFAULT_SIZES (the released
     sizes, except ETH3D at 1/8). KITTI additionally lists ~45/697 of n_images frames with 'None'.
     """
-    protos = load_protocols(*([protocol_file] if protocol_file else [])).depth
+    protos = load_protocols(protocol_file).depth
     out_root, counts = Path(out_root), {}
     for name in names:
         layout, proto = DEPTH_LAYOUTS[name], protos[name]
@@ -217,7 +217,7 @@ def write_normal_benchmarks(out_root: str | Path, names=tuple(NORMAL_LAYOUTS), n
                             size: dict[str, tuple[int, int]] | tuple[int, int] | None = None,
                             protocol_file: str | Path | None = None) -> dict[str, int]:
     """Render and write `n_images` samples per normal benchmark in DSINE's layout; returns {name: count}."""
-    protos = load_protocols(*([protocol_file] if protocol_file else [])).normal
+    protos = load_protocols(protocol_file).normal
     out_root, counts = Path(out_root), {}
     for name in names:
         layout, gt_format = NORMAL_LAYOUTS[name], protos[name].gt_format

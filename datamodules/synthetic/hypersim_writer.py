@@ -1,13 +1,8 @@
-"""Write rendered rooms in Hypersim's released on-disk layout (SPEC section 6).
+"""Write rendered rooms in Hypersim's released on-disk layout (SPEC section 6; paths and constants in
+`datamodules/hypersim_layout.py`, which the reader uses too).
 
-    {root}/metadata_images_split_scene_v1.csv
-    {root}/{scene}/_detail/{cam}/camera_keyframe_positions.hdf5      (N,3) world, asset units (= metres here)
-    {root}/{scene}/_detail/{cam}/camera_keyframe_orientations.hdf5   (N,3,3) camera-to-world rotations
-    {root}/{scene}/images/scene_{cam}_final_hdf5/frame.NNNN.color.hdf5          linear HDR float16
-    {root}/{scene}/images/scene_{cam}_geometry_hdf5/frame.NNNN.depth_meters.hdf5 DISTANCE, float16
-    ... .normal_cam.hdf5 (x RIGHT, y up, z toward camera), .normal_world.hdf5, .position.hdf5 (float16),
-    ... .render_entity_id.hdf5 (int32, -1 where no geometry)
-All arrays under the key "dataset"; NaN where no geometry. Frame NNNN indexes the keyframe files.
+Colour, distance, normals and positions are written as float16, entity ids as int32, each under the
+HDF5 key "dataset"; NaN where no geometry.
 Entity `INWARD_ENTITY` (the first box of every room) is written with INWARD normals (normal_cam and
 normal_world negated), as some real Hypersim meshes have, so readers must flip them back.
 """
@@ -20,25 +15,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from datamodules.hypersim_layout import (
+    CSV_COLUMNS,
+    CSV_NAME,
+    FOCAL_AT_1024,
+    camera_orientations_path,
+    camera_positions_path,
+    frame_paths,
+)
 from datamodules.synthetic.render import RenderedView, render_scene
 
 INWARD_ENTITY = 6
-CSV_NAME = "metadata_images_split_scene_v1.csv"
-CSV_COLUMNS = ["scene_name", "camera_name", "frame_id", "included_in_public_release", "exclude_reason", "split_partition_name"]
-
-
-def frame_paths(root: str | Path, scene: str, frame: int, cam: str = "cam_00") -> dict[str, Path]:
-    """Paths of one frame's files, keyed 'color', 'depth_meters', 'normal_cam', 'normal_world',
-    'position', 'render_entity_id'."""
-    images = Path(root) / scene / "images"
-    out = {"color": images / f"scene_{cam}_final_hdf5" / f"frame.{frame:04d}.color.hdf5"}
-    for key in ("depth_meters", "normal_cam", "normal_world", "position", "render_entity_id"):
-        out[key] = images / f"scene_{cam}_geometry_hdf5" / f"frame.{frame:04d}.{key}.hdf5"
-    return out
-
-
-def camera_positions_path(root: str | Path, scene: str, cam: str = "cam_00") -> Path:
-    return Path(root) / scene / "_detail" / cam / "camera_keyframe_positions.hdf5"
+"""Render entity written with inward normals (see the module docstring)."""
 
 
 def _write(path: Path, arr: np.ndarray) -> None:
@@ -95,7 +83,7 @@ def write_hypersim(
         positions, orientations = [], []
         for frame in range(frames_per_scene):
             view = render_scene("room", height, width, seed=seed * 100003 + s * 1009 + frame, **(render_kwargs or {}))
-            assert abs(view.K[0, 0] - 886.81 * focal_scale) < 0.01 * focal_scale
+            assert abs(view.K[0, 0] - FOCAL_AT_1024 * focal_scale) < 0.01 * focal_scale
             write_hypersim_frame(root, scene, frame, view)
             positions.append(view.cam_to_world[:3, 3])
             orientations.append(view.cam_to_world[:3, :3])
@@ -111,7 +99,7 @@ def write_hypersim(
                 }
             )
         _write(camera_positions_path(root, scene), np.asarray(positions, dtype=np.float32))
-        _write(camera_positions_path(root, scene).with_name("camera_keyframe_orientations.hdf5"), np.asarray(orientations, dtype=np.float32))
+        _write(camera_orientations_path(root, scene), np.asarray(orientations, dtype=np.float32))
     with open(root / CSV_NAME, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()

@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 
 from datamodules.synthetic.hypersim_writer import write_hypersim
-from datamodules.synthetic.vkitti_writer import CONDITIONS, SCENES, write_vkitti
+from datamodules.synthetic.vkitti_writer import write_vkitti
+from datamodules.vkitti_layout import CONDITIONS, SCENES
 
 
 def write_training_scenes(

@@ -1,12 +1,10 @@
-"""Write rendered streets in Virtual KITTI 2's released layout (SPEC section 6).
+"""Write rendered streets in Virtual KITTI 2's released layout (SPEC section 6; paths, scene and
+condition lists and constants in `datamodules/vkitti_layout.py`, which the reader uses too).
 
-    {root}/Scene{XX}/{cond}/frames/rgb/Camera_{0,1}/rgb_NNNNN.jpg      8-bit sRGB-like JPEG
-    {root}/Scene{XX}/{cond}/frames/depth/Camera_{0,1}/depth_NNNNN.png  uint16 planar depth in cm, 65535 = sky
-    {root}/Scene{XX}/{cond}/intrinsic.txt   header `frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]`,
-                                            one row per frame and camera
-The same (scene, frame) has the same geometry in every condition; 15-deg-left/right turn the
-camera by +-15 deg of yaw, morning/overcast/sunset change the lighting. Camera_1 sits 0.532 m to
-the right of Camera_0 (a stereo pair).
+RGB is an 8-bit sRGB-like JPEG (linear render * lighting gain / 2.5, gamma 1/2.2). The same
+(scene, frame) has the same geometry in every condition; 15-deg-left/right turn the camera by
++-15 deg of yaw, morning/overcast/sunset change the lighting. Camera_1 sits STEREO_BASELINE_M
+(0.532 m) to the right of Camera_0 (a stereo pair).
 """
 
 from __future__ import annotations
@@ -17,22 +15,20 @@ import numpy as np
 from PIL import Image
 
 from datamodules.synthetic.render import render_scene
+from datamodules.vkitti_layout import (
+    CONDITIONS,
+    DEPTH_UNITS_PER_METRE,
+    INTRINSIC_HEADER,
+    SCENES,
+    SKY,
+    STEREO_BASELINE_M,
+    depth_path,
+    intrinsics_path,
+    rgb_path,
+)
 
-SCENES = ("Scene02", "Scene06", "Scene18", "Scene20")
-CONDITIONS = ("clone", "15-deg-left", "15-deg-right", "morning", "overcast", "sunset")
-SKY = 65535
-STEREO_BASELINE_M = 0.532
-INTRINSIC_HEADER = "frame cameraID K[0,0] K[1,1] K[0,2] K[1,2]"
 _YAW = {"15-deg-left": 15.0, "15-deg-right": -15.0}
 _GAIN = {"morning": (1.1, 0.95, 0.8), "overcast": (0.55, 0.6, 0.65), "sunset": (1.0, 0.6, 0.35)}
-
-
-def rgb_path(root: str | Path, scene: str, cond: str, cam: int, frame: int) -> Path:
-    return Path(root) / scene / cond / "frames" / "rgb" / f"Camera_{cam}" / f"rgb_{frame:05d}.jpg"
-
-
-def depth_path(root: str | Path, scene: str, cond: str, cam: int, frame: int) -> Path:
-    return Path(root) / scene / cond / "frames" / "depth" / f"Camera_{cam}" / f"depth_{frame:05d}.png"
 
 
 def _num(v: float) -> str:
@@ -41,7 +37,7 @@ def _num(v: float) -> str:
 
 def encode_depth_cm(depth: np.ndarray) -> np.ndarray:
     """(H,W) metres (nan = sky) -> uint16 centimetres, 65535 for sky and beyond 655.34 m."""
-    cm = np.round(np.nan_to_num(depth, nan=np.inf) * 100.0)
+    cm = np.round(np.nan_to_num(depth, nan=np.inf) * DEPTH_UNITS_PER_METRE)
     return np.where(cm < SKY, cm, SKY).astype(np.uint16)
 
 
@@ -86,6 +82,7 @@ def write_vkitti(
                     rows[cond].append(" ".join([str(frame), str(cam)] + [_num(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]))
                     count += 1
         for cond in conditions:
-            (root / scene / cond).mkdir(parents=True, exist_ok=True)
-            (root / scene / cond / "intrinsic.txt").write_text("\n".join(rows[cond]) + "\n")
+            path = intrinsics_path(root, scene, cond)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(rows[cond]) + "\n")
     return count

@@ -23,7 +23,8 @@ import h5py
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset, preprocess_hypersim
-from datamodules.synthetic.hypersim_writer import frame_paths, write_hypersim
+from datamodules.hypersim_layout import frame_paths
+from datamodules.synthetic.hypersim_writer import write_hypersim
 from datamodules.synthetic.vkitti_writer import write_vkitti
 from datamodules.vkitti import VirtualKITTIDataset
 

@@ -1,4 +1,4 @@
-"""The metric suite (SPEC 7): depth alignment, depth metrics, DSINE normal metrics, protocols.
+"""The metric suite (SPEC 7): depth alignment, depth metrics, DSINE normal metrics.
 
 Functional code (`align_depth`, `depth_metrics`, `angular_error`, `normal_metrics`) holds the
 logic; `DepthMetrics` and `NormalMetrics` are torchmetrics `Metric`s whose states are sums, so
@@ -32,18 +32,10 @@ from lightning_modules.metrics.normal import (
     angular_error,
     normal_metrics,
 )
-from lightning_modules.metrics.protocol import (
-    DEFAULT_PROTOCOL_FILE,
-    BenchmarkProtocols,
-    DepthProtocol,
-    NormalProtocol,
-    load_protocols,
-)
 
 __all__ = [
     "ALIGNMENT_SPACES",
     "BAD_SAMPLE_POLICIES",
-    "DEFAULT_PROTOCOL_FILE",
     "DEPTH_FLOOR",
     "DEPTH_METRIC_NAMES",
     "DISPARITY_MIN",
@@ -51,16 +43,12 @@ __all__ = [
     "MEDIAN_BIN_DEG",
     "NORMAL_METRIC_NAMES",
     "NORMAL_THRESHOLDS_DEG",
-    "BenchmarkProtocols",
     "DepthMetrics",
-    "DepthProtocol",
     "NormalMetrics",
-    "NormalProtocol",
     "align_depth",
     "angular_error",
     "depth_metrics",
     "fit_scale_shift",
-    "load_protocols",
     "normal_metrics",
     "resize_to",
 ]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from datamodules.benchmarks import BadSampleError, DepthBenchmark
-from lightning_modules.metrics.protocol import load_protocols
+from datamodules.benchmarks.protocol import load_protocols
 
 PROTO = load_protocols().depth
 

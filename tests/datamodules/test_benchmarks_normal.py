@@ -11,7 +11,7 @@ from PIL import Image
 
 from datamodules.benchmarks import BadSampleError, NormalBenchmark
 from datamodules.benchmarks.exr import read_exr, write_exr
-from lightning_modules.metrics.protocol import load_protocols
+from datamodules.benchmarks.protocol import load_protocols
 
 PROTO = load_protocols().normal
 

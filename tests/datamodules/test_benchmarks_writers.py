@@ -8,13 +8,13 @@ import pytest
 
 from datamodules.benchmarks import DepthBenchmark, NormalBenchmark
 from datamodules.benchmarks.layouts import DEPTH_LAYOUTS, scale_intrinsics
+from datamodules.benchmarks.protocol import load_protocols
 from datamodules.synthetic.benchmark_writers import (
     sample_seed,
     write_depth_benchmarks,
     write_normal_benchmarks,
 )
 from datamodules.synthetic.render import render_scene
-from lightning_modules.metrics.protocol import load_protocols
 
 P = load_protocols()
 SMALL = {"nyuv2": (48, 64), "eth3d": (42, 63), "scannet": (48, 64), "diode": (48, 64)}

@@ -9,13 +9,9 @@ import pytest
 import torch
 
 from datamodules.hypersim import HypersimDataset, preprocess_hypersim
+from datamodules.hypersim_layout import CSV_NAME, frame_paths
 from datamodules.io_utils import BadSampleError
-from datamodules.synthetic.hypersim_writer import (
-    CSV_NAME,
-    INWARD_ENTITY,
-    frame_paths,
-    write_hypersim,
-)
+from datamodules.synthetic.hypersim_writer import INWARD_ENTITY, write_hypersim
 from datamodules.synthetic.render import render_scene
 
 H, W = 48, 64

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from datamodules.hypersim import FLIP_THRESHOLD, HypersimDataset, decode_raw
+from datamodules.hypersim_layout import camera_positions_path, frame_paths
 from datamodules.io_utils import read_hdf5
-from datamodules.synthetic.hypersim_writer import camera_positions_path, frame_paths, write_hypersim
+from datamodules.synthetic.hypersim_writer import write_hypersim
 
 
 def reference_decode(root, fid):

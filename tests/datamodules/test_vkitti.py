@@ -7,8 +7,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from datamodules.io_utils import BadSampleError
 from datamodules.normals_from_depth import normals_from_depth
 from datamodules.synthetic.render import render_scene
-from datamodules.synthetic.vkitti_writer import depth_path, rgb_path, write_vkitti
+from datamodules.synthetic.vkitti_writer import write_vkitti
 from datamodules.vkitti import VirtualKITTIDataset
+from datamodules.vkitti_layout import depth_path, rgb_path
 
 H, W = 48, 160
 LEVEL = {"yaw_deg": 0.0, "pitch_deg": 0.0}

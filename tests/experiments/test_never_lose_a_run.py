@@ -250,7 +250,7 @@ def test_item9_truncated_weights_file_is_named(tmp_path, data_overrides, layout,
 
 def test_item9_every_benchmark_sample_bad_is_a_named_error(tmp_path):
     from datamodules.benchmarks import DepthBenchmark
-    from lightning_modules.metrics.protocol import load_protocols
+    from datamodules.benchmarks.protocol import load_protocols
     from tests.datamodules.test_benchmarks_depth import make_tar, png_bytes, write_list
 
     make_tar(tmp_path / "nyuv2/nyu_labeled_extracted.tar", {"a/rgb_1.png": b"junk", "a/depth_1.png": png_bytes(
