@@ -39,7 +39,10 @@ def test_ablation_editor_vs_t2i(workdir):
     for name in ("table.md", "table.csv", "loss_curves.png", "features.png"):
         assert (out / name).stat().st_size > 0
     table = (out / "table.md").read_text()
-    assert "tiny-editor" in table and "tiny-generator" in table and "SMOKE SCALE" in table
+    assert "mini-editor" in table and "mini-generator" in table and "SMOKE SCALE" in table  # the shipped priors
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_seeds"] == 3 and set(summary["arms"]) == {"random", "generator", "editor", "editor-norelight"}
+    assert "95% CI" in (out / "report.md").read_text() and summary["ci_low"] <= summary["mean"] <= summary["ci_high"]
 
 
 @pytest.mark.slow
