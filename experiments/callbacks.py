@@ -31,8 +31,7 @@ class FeatureProbe(L.Callback):
 
     def _probe_image(self, trainer: L.Trainer) -> torch.Tensor:
         if self._rgb is None:
-            dm = trainer.datamodule
-            sample = dm.probe_sample() if hasattr(dm, "probe_sample") else next(iter(dm.train_dataloader()))
+            sample = next(iter(trainer.datamodule.train_dataloader()))
             rgb = sample["rgb"]
             self._rgb = (rgb if rgb.dim() == 4 else rgb.unsqueeze(0))[:1]
         return self._rgb
