@@ -15,6 +15,7 @@ from experiments.callbacks import FeatureProbe, SkipCounts
 from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
+from lightning_modules.backbones import backbone_class
 from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.genpercept import GenPerceptModule
@@ -59,16 +60,9 @@ def build_strategy(cfg: ExperimentConfig):
     """The Lightning strategy: FSDP wraps (and optionally checkpoints) each transformer block."""
     if cfg.trainer.strategy != "fsdp":
         return cfg.trainer.strategy
-    from diffusers.models.transformers.transformer_flux import (
-        FluxSingleTransformerBlock,
-        FluxTransformerBlock,
-    )
-    from diffusers.models.transformers.transformer_qwenimage import (
-        QwenImageTransformerBlock,
-    )
     from lightning.pytorch.strategies import FSDPStrategy
 
-    blocks = {FluxTransformerBlock, FluxSingleTransformerBlock, QwenImageTransformerBlock}
+    blocks = backbone_class(cfg.backbone.name).block_classes()
     return FSDPStrategy(
         auto_wrap_policy=blocks,
         activation_checkpointing_policy=blocks if cfg.backbone.gradient_checkpointing else None,

@@ -13,15 +13,19 @@ from .config import NAMES, BackboneConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "build_backbone"]
+__all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "backbone_class", "build_backbone"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
-    """family: "flux" | "qwen"; image_frame: first id coordinate of image tokens (FLUX);
-    guidance: the DiT has a guidance embedding; tiny: built by tiny.py; connector: the text
-    tokens come from cached Qwen2.5-VL states through Step1X-Edit's connector (step1x_connector.py);
-    prior: a miniature-prior arm (tiny.MINI_FLUX_CONFIG; weights from tiny.mini_prior_file unless 'random')."""
+    """One backbone preset (every field by keyword).
+
+    family: "flux" | "qwen" (which adapter class, see `backbone_class`); is_editor: an image-editing
+    model (its pretraining maps an image to an edited image) rather than a text-to-image generator;
+    image_frame: first id coordinate of image tokens (FLUX); guidance: the DiT has a guidance
+    embedding; tiny: built by tiny.py; connector: the text tokens come from cached Qwen2.5-VL states
+    through Step1X-Edit's connector (step1x_connector.py); prior: a miniature-prior arm
+    (tiny.MINI_FLUX_CONFIG; weights from tiny.mini_prior_file unless 'random')."""
 
     family: str
     is_editor: bool
@@ -33,27 +37,38 @@ class Preset:
 
 
 PRESETS = {
-    "tiny-editor": Preset("flux", True, 0.0, False, True, connector=True),
-    "tiny-kontext": Preset("flux", True, 1.0, True, True),
-    "tiny-generator": Preset("flux", False, 0.0, True, True),
-    "tiny-qwen-editor": Preset("qwen", True, tiny=True),
-    "tiny-qwen-generator": Preset("qwen", False, tiny=True),
-    "mini-random": Preset("flux", False, tiny=True, prior="random"),
-    "mini-generator": Preset("flux", False, tiny=True, prior="generator"),
-    "mini-editor": Preset("flux", True, tiny=True, prior="editor"),
-    "mini-editor-norelight": Preset("flux", True, tiny=True, prior="editor-norelight"),
-    "flux-dev": Preset("flux", False, 0.0, True),
-    "flux-kontext": Preset("flux", True, 1.0, True),
-    "step1x-edit": Preset("flux", True, 0.0, False, connector=True),
-    "qwen-image": Preset("qwen", False),
-    "qwen-image-edit": Preset("qwen", True),
+    "tiny-editor": Preset(family="flux", is_editor=True, tiny=True, connector=True),
+    "tiny-kontext": Preset(family="flux", is_editor=True, image_frame=1.0, guidance=True, tiny=True),
+    "tiny-generator": Preset(family="flux", is_editor=False, guidance=True, tiny=True),
+    "tiny-qwen-editor": Preset(family="qwen", is_editor=True, tiny=True),
+    "tiny-qwen-generator": Preset(family="qwen", is_editor=False, tiny=True),
+    "mini-random": Preset(family="flux", is_editor=False, tiny=True, prior="random"),
+    "mini-generator": Preset(family="flux", is_editor=False, tiny=True, prior="generator"),
+    "mini-editor": Preset(family="flux", is_editor=True, tiny=True, prior="editor"),
+    "mini-editor-norelight": Preset(family="flux", is_editor=True, tiny=True, prior="editor-norelight"),
+    "flux-dev": Preset(family="flux", is_editor=False, guidance=True),
+    "flux-kontext": Preset(family="flux", is_editor=True, image_frame=1.0, guidance=True),
+    "step1x-edit": Preset(family="flux", is_editor=True, connector=True),
+    "qwen-image": Preset(family="qwen", is_editor=False),
+    "qwen-image-edit": Preset(family="qwen", is_editor=True),
 }
 assert set(PRESETS) == set(NAMES)
 
 
+def backbone_class(name: str) -> type[GeometryBackbone]:
+    """The adapter class of preset `name`, known without building or loading the model: what FSDP's
+    wrap policy reads (`block_classes()`) before `configure_model` builds the backbone."""
+    if PRESETS[name].family == "flux":
+        from .flux import FluxBackbone
+
+        return FluxBackbone
+    from .qwen_image import QwenImageBackbone
+
+    return QwenImageBackbone
+
+
 def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
     """Build, load (local files only), set dtypes, trainability, LoRA and checkpointing from `cfg`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg.validate()
     preset = PRESETS[cfg.name]
     if cfg.conditioning == "channel" and preset.is_editor:
@@ -64,17 +79,10 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
     load_dtype = torch.float32 if cfg.finetune == "full" else dit_dtype
     transformer, vae, connector = _load_parts(cfg, preset, load_dtype)
     text = _text(cfg, preset, transformer, connector)
-    if preset.family == "flux":
-        from .flux import FluxBackbone
-
-        backbone = FluxBackbone(transformer, vae, text, is_editor=preset.is_editor,
-                                image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None,
-                                conditioning=cfg.conditioning, dit_dtype=dit_dtype)
-    else:
-        from .qwen_image import QwenImageBackbone
-
-        backbone = QwenImageBackbone(transformer, vae, text, is_editor=preset.is_editor,
-                                     conditioning=cfg.conditioning, dit_dtype=dit_dtype)
+    flux_only = dict(image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None)
+    backbone = backbone_class(cfg.name)(transformer, vae, text, is_editor=preset.is_editor,
+                                        conditioning=cfg.conditioning, dit_dtype=dit_dtype,
+                                        **(flux_only if preset.family == "flux" else {}))
     backbone.vae.float().requires_grad_(False).eval()
     torch.nn.Module.to(transformer, load_dtype)  # bypasses ModelMixin.to's float32-modules warning
     if cfg.finetune == "lora":
