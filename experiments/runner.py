@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from experiments.callbacks import FeatureProbe, SkipCounts
@@ -78,6 +78,7 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
                                default_hp_metric=False)
     callbacks = [*(callbacks or []), SkipCounts(cfg.run_dir)]
     if train:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))  # `train/lr`: the scheduler's name
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
                                          every_n_epochs=1))

@@ -163,8 +163,6 @@ class DenseGeometryModule(L.LightningModule):
         bs = batch["rgb"].shape[0]
         for name, value in losses.items():
             self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
-        opt = self.optimizers(use_pl_optimizer=False)
-        self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
         return losses["loss"]
 
     # ------------------------------------------------------------------------------ inference

@@ -9,6 +9,8 @@ import torch
 
 OPTIMIZERS = ("adamw", "adam")
 SCHEDULES = ("constant", "cosine", "linear", "exponential")
+LR_TAG = "train/lr"
+"""Name of the scheduler, so LearningRateMonitor logs the learning rate under this TensorBoard tag."""
 
 
 @dataclass
@@ -68,7 +70,8 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
 
 
 def build_optimizer(params, cfg: OptimConfig, total_steps: float):
-    """Lightning's optimizer dict: Adam(W) + a per-step LambdaLR."""
+    """Lightning's optimizer dict: Adam(W) + a per-step LambdaLR, named `train/lr` (the tag under which
+    Lightning's LearningRateMonitor, added by the experiment runner, logs the learning rate)."""
     total = int(total_steps) if math.isfinite(total_steps) else 0
     if cfg.schedule == "exponential" and not cfg.decay_steps and total <= 0:
         raise ValueError("optim.schedule='exponential' with optim.decay_steps=0 needs a known run length "
@@ -76,4 +79,4 @@ def build_optimizer(params, cfg: OptimConfig, total_steps: float):
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": LR_TAG}}
