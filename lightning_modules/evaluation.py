@@ -13,12 +13,13 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_modules.choices import check_choices
 from lightning_modules.encoding import affine_invariant_to_space
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.metrics import (
@@ -26,11 +27,14 @@ from lightning_modules.metrics import (
     NormalMetrics,
     load_protocols,
 )
+from lightning_modules.metrics.depth import OnBadSample
+from lightning_modules.metrics.pixels import AlignmentSpace
 from lightning_modules.metrics.protocol import DEFAULT_PROTOCOL_FILE
 
 log = logging.getLogger(__name__)
 
-ALIGNMENTS = ("auto", "depth", "disparity", "log", "none")
+Alignment = Literal["auto", AlignmentSpace]
+"""'auto' (the space matching the quantization) or an explicit alignment space."""
 
 
 @dataclass
@@ -43,16 +47,16 @@ class EvalConfig:
     """Folder holding the benchmarks in their released packaging (Marigold tars, DSINE folders)."""
     protocol_file: str = str(DEFAULT_PROTOCOL_FILE)
     """YAML table of per-benchmark protocols (valid range, crop, input size, alignment)."""
-    alignment: str = "auto"
+    alignment: Alignment = "auto"
     """Depth alignment: 'auto' = the space matching the quantization (log -> log), or an explicit one."""
     input_scale: float = 1.0
     """Scale of FE2E's model input size per benchmark (each side rounded to a multiple of 16);
     1.0 = the paper's buckets, the CPU demo uses 0.25."""
-    image_latent: str = "mode"
+    image_latent: Literal["mode", "sample"] = "mode"
     """Image latent the model is conditioned on at evaluation: 'mode' of the VAE posterior
     (deterministic, the default) or a 'sample' from it, seeded per sample, as FE2E's released
     evaluation code does (use it to score the released LoRA exactly as its authors did)."""
-    on_bad_sample: str = "raise"
+    on_bad_sample: OnBadSample = "raise"
     """'raise' or 'skip' (counted and logged) for a prediction with NaN or a sample with no valid pixel."""
     output_dir: str | None = None
     """Run folder for per-sample CSVs and metrics.json (set by the command line)."""
@@ -60,12 +64,7 @@ class EvalConfig:
     """Predicted depth/normal images per dataset and validation epoch logged to TensorBoard."""
 
     def __post_init__(self) -> None:
-        if self.alignment not in ALIGNMENTS:
-            raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got '{self.alignment}'")
-        if self.image_latent not in ("mode", "sample"):
-            raise ValueError(f"image_latent must be 'mode' or 'sample', got '{self.image_latent}'")
-        if self.on_bad_sample not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got '{self.on_bad_sample}'")
+        check_choices(self, "evaluation")
         if not 0 < self.input_scale <= 4:
             raise ValueError(f"input_scale must be in (0, 4], got {self.input_scale}")
 

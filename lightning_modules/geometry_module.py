@@ -22,7 +22,9 @@ from lightning_modules.backbones import build_backbone
 from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.backbones.lora import save_adapter
+from lightning_modules.choices import check_choice
 from lightning_modules.encoding import (
+    Quantization,
     decode_normals,
     dequantize_depth,
     encode_normals,
@@ -72,8 +74,7 @@ class DenseGeometryModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if quantization not in ("direct", "inverse", "log"):
-            raise ValueError(f"quantization must be 'direct', 'inverse' or 'log', got '{quantization}'")
+        check_choice("quantization", quantization, Quantization)  # a bare string: built without the config layer too
         self.backbone_cfg = None if isinstance(backbone, GeometryBackbone) else _as(BackboneConfig, backbone)
         self.backbone: GeometryBackbone | None = backbone if isinstance(backbone, GeometryBackbone) else None
         self.objective_cfg = _as(ObjectiveConfig, objective)

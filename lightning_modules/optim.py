@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-OPTIMIZERS = ("adamw", "adam")
-SCHEDULES = ("constant", "cosine", "linear", "exponential")
+from lightning_modules.choices import check_choices
+
+OptimizerName = Literal["adamw", "adam"]
+Schedule = Literal["constant", "cosine", "linear", "exponential"]
 LR_TAG = "train/lr"
 """Name of the scheduler, so LearningRateMonitor logs the learning rate under this TensorBoard tag."""
 
@@ -18,7 +21,7 @@ class OptimConfig:
     """Optimizer over the trainable parameters (LoRA adapters, the full DiT, heads); FE2E: AdamW, lr 1e-4,
     constant. GenPercept: Adam 3e-5, warm-up 100, exponential decay to 0.01x at 25K steps."""
 
-    optimizer: str = "adamw"
+    optimizer: OptimizerName = "adamw"
     """'adamw' (decoupled weight decay) or 'adam' (torch.optim.Adam; weight_decay is an L2 term there)."""
     lr: float = 1e-4
     """Peak learning rate."""
@@ -30,7 +33,7 @@ class OptimConfig:
     """Adam(W) epsilon."""
     warmup_steps: int = 0
     """Linear warm-up from 0 over this many optimizer steps (factor (step + 1) / warmup_steps)."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """After warm-up: 'constant'; 'cosine' (to 0 at the last step); 'linear' (to 0 at the last step);
     'exponential' (factor final_ratio ** ((step - warmup) / (decay_steps - warmup)), then held at
     final_ratio: Marigold's / GenPercept's IterExponential)."""
@@ -41,10 +44,7 @@ class OptimConfig:
     last step (the estimated total)."""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optim.optimizer must be one of {list(OPTIMIZERS)}, got '{self.optimizer}'")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
+        check_choices(self, "optim")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"lr must be > 0 and warmup_steps >= 0, got lr={self.lr}, warmup_steps={self.warmup_steps}")
         if not 0 < self.final_ratio <= 1 or self.decay_steps < 0:
