@@ -21,13 +21,12 @@ from lightning_modules.files import read_json, write_json_atomic, write_text_ato
 from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.geometry_module import DenseGeometryModule
 from lightning_modules.merge import MergeModule
-from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
 
 METHOD_MODULES: dict[str, type[DenseGeometryModule]] = {
     "fe2e": FE2EModule,
-    "t2i": T2IBaselineModule,
+    "t2i": FE2EModule,  # the same recipe on a generator: the prior is the backbone preset's (config.METHOD_PRIOR)
     "genpercept": GenPerceptModule,
     "merge": MergeModule,
 }

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from .base import BackboneOutput, GeometryBackbone
-from .config import NAMES, BackboneConfig
+from .config import NAMES, TINY_NAMES, BackboneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ PRESETS = {
     "qwen-image": Preset(family="qwen", is_editor=False),
     "qwen-image-edit": Preset(family="qwen", is_editor=True),
 }
-assert set(PRESETS) == set(NAMES)
+assert set(PRESETS) == set(NAMES) and all(p.tiny == (n in TINY_NAMES) for n, p in PRESETS.items())
 
 
 def backbone_class(name: str) -> type[GeometryBackbone]:
@@ -108,17 +108,17 @@ def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
     from . import tiny
 
     if preset.prior is not None:
-        return tiny.mini_prior_transformer(preset.prior, cfg.seed, cfg.weights), tiny.tiny_flux_vae(cfg.seed), None
+        return tiny.mini_prior_transformer(preset.prior, cfg.init_seed, cfg.weights), tiny.tiny_flux_vae(cfg.init_seed), None
     if preset.tiny:
         if cfg.weights is not None:
             raise ValueError(f"backbone.weights must be None for tiny preset {cfg.name}")
         if preset.family == "qwen":
-            return tiny.tiny_qwen_transformer(cfg.seed), tiny.tiny_qwen_vae(cfg.seed), None
-        transformer = tiny.tiny_flux_transformer(preset.guidance, cfg.seed)
-        connector = _random_connector(transformer, TINY_QWEN_STATE_DIM, 16, cfg.seed) if preset.connector else None
-        return transformer, tiny.tiny_flux_vae(cfg.seed), connector
+            return tiny.tiny_qwen_transformer(cfg.init_seed), tiny.tiny_qwen_vae(cfg.init_seed), None
+        transformer = tiny.tiny_flux_transformer(preset.guidance, cfg.init_seed)
+        connector = _random_connector(transformer, TINY_QWEN_STATE_DIM, 16, cfg.init_seed) if preset.connector else None
+        return transformer, tiny.tiny_flux_vae(cfg.init_seed), connector
     if cfg.weights is None:  # random_init of a full-size architecture (benchmarks)
-        return _random_full(preset, cfg.seed)
+        return _random_full(preset, cfg.init_seed)
     if preset.family == "qwen":
         from .qwen_image import load_qwen_image
 
@@ -179,7 +179,7 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
     if connector is not None:
         dim = connector.config.in_channels
         states, mask = (load_qwen_states(cfg.prompt_embeds, dim) if cfg.prompt_embeds is not None
-                        else random_qwen_states(cfg.num_text_tokens, dim, cfg.seed))
+                        else random_qwen_states(cfg.num_text_tokens, dim, cfg.init_seed))
         return ConnectorText(connector, states, mask)
     c = transformer.config
     if preset.prior not in (None, "random") and cfg.prompt_embeds is None:
@@ -189,4 +189,4 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
     pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
     if cfg.prompt_embeds is not None:
         return FixedText(*load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim))
-    return FixedText(*random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.seed))
+    return FixedText(*random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.init_seed))

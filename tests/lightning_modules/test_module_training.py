@@ -88,10 +88,13 @@ def test_fast_dev_run_every_configuration(tmp_path, data_overrides, config):
         assert "val/nyuv2_normal/mean" not in trainer.callback_metrics
 
 
-def test_module_rejects_wrong_backbone_family(tmp_path, data_overrides):
-    cfg = experiment(tmp_path, data_overrides, [CONFIG_DIR / "fe2e.yaml"], "method=t2i")
+def test_config_rejects_wrong_backbone_family(tmp_path, data_overrides):
+    """method names the prior (fe2e: editor, t2i: generator); the backbone preset says what it is. A
+    mismatch is refused when the config is built, before any command touches a file."""
     with pytest.raises(ValueError, match="needs a generator backbone.*backbone.name"):
-        build_module(cfg).configure_model()
+        experiment(tmp_path, data_overrides, [CONFIG_DIR / "fe2e.yaml"], "method=t2i")
+    with pytest.raises(ValueError, match="needs an editor backbone.*backbone.name='tiny-generator'"):
+        experiment(tmp_path, data_overrides, [CONFIG_DIR / "ablation/editor_vs_t2i/generator.yaml"], "method=fe2e")
 
 
 def test_joint_estimation_needs_image_tokens(tmp_path, data_overrides):
