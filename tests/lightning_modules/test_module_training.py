@@ -65,8 +65,10 @@ def test_editor_and_generator_study_differ_only_in_backbone_and_method():
 def test_real_backbone_configs_restore_the_papers_lora_recipe(real):
     """The tiny presets fully fine-tune at lr 1e-3; a real backbone file layered on top (as the Makefile
     does with WEIGHTS) must bring back SPEC's LoRA r64 / alpha 32 at AdamW lr 1e-4, bf16, checkpointing."""
+    method = "fe2e" if real in ("step1x-edit", "flux-kontext", "qwen-image-edit") else "t2i"  # the prior's name
     for base in ("fe2e.yaml", "ablation/editor_vs_t2i/generator.yaml", "ablation/fe2e/row1.yaml"):
-        cfg = load_experiment([CONFIG_DIR / base, CONFIG_DIR / f"backbone/{real}.yaml"], ["backbone.weights=/w"])
+        cfg = load_experiment([CONFIG_DIR / base, CONFIG_DIR / f"backbone/{real}.yaml"],
+                              ["backbone.weights=/w", f"method={method}"])
         b = cfg.backbone
         assert (b.name, b.finetune, b.lora_rank, b.lora_alpha, b.dit_dtype) == (real, "lora", 64, 32, "bfloat16")
         assert b.gradient_checkpointing and cfg.optim.lr == 1e-4
