@@ -81,20 +81,18 @@ def load_scalars(run_dirs: Iterable[str | Path] | Mapping[str, str | Path],
 def smooth(series, alpha: float):
     """TensorBoard's debiased exponential moving average with smoothing weight `alpha` in [0, 1).
 
-    State formula: s_0 = 0, s_t = alpha * s_{t-1} + (1 - alpha) * x_t, output s_t / (1 - alpha**t)
-    (t = 1, 2, ...), so the first output equals x_1 and alpha = 0 returns the input. Returns the same
-    kind (pandas Series with its index, or a NumPy array).
+    TensorBoard: s_0 = 0, s_t = alpha * s_{t-1} + (1 - alpha) * x_t, output s_t / (1 - alpha**t)
+    (t = 1, 2, ...). Unrolled, s_t = (1 - alpha) * sum_{i<t} alpha**i x_{t-i} and
+    1 - alpha**t = (1 - alpha) * sum_{i<t} alpha**i, so the output is sum alpha**i x_{t-i} / sum alpha**i:
+    exactly pandas' `ewm(alpha=1 - alpha, adjust=True).mean()`, which computes it. The first output
+    equals x_1 and alpha = 0 returns the input. Returns the same kind (pandas Series with its index,
+    or a NumPy array).
     """
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"smooth: alpha must be in [0, 1), got {alpha}")
-    x = np.asarray(series, dtype=np.float64)
-    out = np.empty_like(x)
-    state, weight = 0.0, 0.0
-    for i, v in enumerate(x):
-        state = alpha * state + (1.0 - alpha) * v
-        weight = alpha * weight + (1.0 - alpha)  # = 1 - alpha**t
-        out[i] = state / weight
-    return pd.Series(out, index=series.index, name=series.name) if isinstance(series, pd.Series) else out
+    frame = series if isinstance(series, pd.Series) else pd.Series(np.asarray(series, dtype=np.float64))
+    out = frame.astype(np.float64).ewm(alpha=1.0 - alpha, adjust=True).mean()
+    return out if isinstance(series, pd.Series) else out.to_numpy()
 
 
 def infer_steps_per_epoch(epoch_df: pd.DataFrame) -> float:

@@ -1,4 +1,8 @@
-"""Hand-written Markdown / CSV / LaTeX writers for the result tables (no `tabulate` needed).
+"""Markdown / CSV / LaTeX writers for the result tables, in one fixed format.
+
+CSV and LaTeX are pandas' own writers (`DataFrame.to_csv`, `Styler.to_latex`, which needs jinja2)
+fed cells this module formats; Markdown is written here (pandas' `to_markdown` needs `tabulate`,
+which the project does not install).
 
 Fixed formatting everywhere: floats (metric values in display units, ranks) with ONE decimal,
 NaN as "-" (empty in CSV), strings as they are. Markdown and LaTeX hide the bookkeeping columns
@@ -10,8 +14,6 @@ Each writer returns the text and also writes it to `path` when given.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
@@ -79,12 +81,9 @@ def to_markdown(df: pd.DataFrame, caption: str | None = None, path: str | Path |
 
 def to_csv(df: pd.DataFrame, path: str | Path | None = None) -> str:
     """Every column (published and source included); floats one decimal, NaN empty, '\\n' line ends."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([str(c) for c in df.columns])
-    for _, row in df.iterrows():
-        writer.writerow([format_cell(row[c], nan="") for c in df.columns])
-    return _finish(buf.getvalue(), path)
+    cells = df.map(lambda v: format_cell(v, nan=""))
+    cells.columns = [str(c) for c in df.columns]
+    return _finish(cells.to_csv(index=False, lineterminator="\n"), path)
 
 
 def latex_escape(text: str) -> str:
@@ -97,13 +96,9 @@ def to_latex(df: pd.DataFrame, caption: str | None = None, path: str | Path | No
     """A booktabs `table` environment: l columns for text, r for numbers, caption above the tabular."""
     header, body, right = _display(df)
     caption = caption if caption is not None else df.attrs.get("caption")
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(r"\caption{" + latex_escape(caption) + "}")
-    if label:
-        lines.append(r"\label{" + label + "}")
-    lines += [r"\begin{tabular}{" + "".join("r" if r else "l" for r in right) + "}", r"\toprule",
-              " & ".join(latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in body]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return _finish("\n".join(lines) + "\n", path)
+    cells = pd.DataFrame([[latex_escape(c) for c in row] for row in body],
+                         columns=[latex_escape(h) for h in header])
+    text = cells.style.hide(axis="index").to_latex(
+        column_format="".join("r" if r else "l" for r in right), position="t", position_float="centering",
+        hrules=True, caption=latex_escape(caption) if caption else None, label=label)
+    return _finish(text, path)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
+from datamodules.io_utils import OnBadSample
 from datamodules.samplers import (
     DeferredLoader,
     FlippedIndexDataset,
@@ -22,7 +24,7 @@ from datamodules.samplers import (
     UnpaddedDistributedSampler,
 )
 from datamodules.transforms import hflip
-from datamodules.vkitti import VirtualKITTIDataset
+from datamodules.vkitti import VirtualKITTIDataset, VKittiCrop
 from datamodules.vkitti_layout import CONDITIONS, SCENES
 
 logger = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class DataConfig:
     """Folder of the raw Hypersim release (holds metadata_images_split_scene_v1.csv); None = unused."""
     hypersim_cache_dir: str | None = None
     """Output folder of `preprocess_hypersim` (faster, identical samples); None reads raw HDF5."""
-    hypersim_split: str = "train"
+    hypersim_split: Literal["train", "val", "test"] = "train"
     """Official split partition to train on."""
     hypersim_probability: float = 0.9
     """Probability that a training batch comes (whole) from Hypersim."""
@@ -54,7 +56,7 @@ class DataConfig:
     """Virtual KITTI 2 conditions to train on (Marigold's list)."""
     vkitti_cameras: tuple[int, ...] = (0, 1)
     """Camera_k folders to use."""
-    vkitti_crop: str | None = "kb"
+    vkitti_crop: VKittiCrop | None = "kb"
     """'kb' (352x1216 KITTI benchmark crop) or None."""
     vkitti_max_depth: float = 80.0
     """Virtual KITTI depth at or above this (m) is invalid (valid: below it, as Marigold)."""
@@ -77,9 +79,11 @@ class DataConfig:
     by the batch sampler from (seed, epoch, rank), so augmentation is reproducible across resumes."""
     batches_per_epoch: int | None = None
     """Training batches per epoch and device; None = total train samples // (batch_size * world size)."""
-    seed: int = 0
-    """Seed of the batch-mixing stream (each rank derives its own)."""
-    on_bad_sample: str = "raise"
+    seed: int | None = None
+    """Seed of the batch-mixing stream, flips included (each rank derives its own). None = the
+    experiment's top-level `seed` (filled in when the ExperimentConfig is built, so a run's
+    config.yaml holds the number); a DataConfig used on its own takes None as 0."""
+    on_bad_sample: OnBadSample = "raise"
     """'raise' (stop, naming the file) or 'skip' (log, count, use the next sample)."""
     pin_memory: bool = False
     """Pin loader memory (useful on GPU)."""
@@ -155,7 +159,7 @@ class GeometryDataModule(L.LightningDataModule):
         concat = ConcatDataset([ds for _, ds, _ in self.train_sources])
         sampler = MixedBatchSampler(
             [len(ds) for _, ds, _ in self.train_sources], c.batch_size, [p for _, _, p in self.train_sources],
-            num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
+            num_batches=c.batches_per_epoch, seed=0 if c.seed is None else c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
         )
         dataset = FlippedIndexDataset(concat, hflip) if c.hflip_prob > 0 else concat
         sampler.start_batch, self._resume_batches = self._resume_batches, 0

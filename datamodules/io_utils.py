@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal, get_args
 
 import h5py
 import numpy as np
@@ -13,7 +14,8 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
-BAD_SAMPLE_POLICIES = ("raise", "skip")
+OnBadSample = Literal["raise", "skip"]
+"""What a reader does with a sample it cannot read: stop naming the file, or log, count and skip it."""
 SKIPPED_KEY = "num_skipped_before"
 """Sample-dict key: bad samples skipped (policy 'skip') before this one was found (see SkipCounter)."""
 
@@ -51,8 +53,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def check_policy(on_bad_sample: str) -> str:
-    if on_bad_sample not in BAD_SAMPLE_POLICIES:
-        raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
+    """`on_bad_sample` if OnBadSample allows it, else ValueError (readers are built without the config
+    layer in tests and notebooks, so they check their own argument against the same Literal)."""
+    allowed = get_args(OnBadSample)
+    if on_bad_sample not in allowed:
+        raise ValueError(f"on_bad_sample: expected one of {list(allowed)}, got {on_bad_sample!r}")
     return on_bad_sample
 
 

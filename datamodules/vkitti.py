@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -30,6 +31,9 @@ from datamodules.vkitti_layout import (
     intrinsics_path,
     rgb_path,
 )
+
+VKittiCrop = Literal["kb"]
+"""'kb': the 352x1216 KITTI benchmark crop (None = no crop)."""
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +98,8 @@ class VirtualKITTIDataset(Dataset):
         transform: Callable[[dict], dict] | None = None,
         name: str = "vkitti",
     ) -> None:
-        if crop not in ("kb", None):
-            raise ValueError(f"crop must be 'kb' or None, got {crop!r}")
+        if crop is not None and crop not in get_args(VKittiCrop):
+            raise ValueError(f"crop: expected one of {[*get_args(VKittiCrop), None]}, got {crop!r}")
         self.root, self.crop, self.min_depth, self.max_depth = Path(root), crop, min_depth, max_depth
         self.height, self.width, self.transform, self.dataset_name = height, width, transform, name
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None

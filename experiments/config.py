@@ -10,22 +10,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from datamodules.geometry_datamodule import DataConfig
 from experiments.config_loading import ConfigError, load_config
 from experiments.scoring import EvalConfig
+from lightning_modules.backbones import PRESETS
 from lightning_modules.backbones.config import BackboneConfig
+from lightning_modules.choices import check_choices
+from lightning_modules.encoding import Quantization
 from lightning_modules.merge import MergeConfig
 from lightning_modules.objectives import ObjectiveConfig
 from lightning_modules.objectives.genpercept import GenPerceptConfig
 from lightning_modules.optim import OptimConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHODS = ("fe2e", "t2i", "genpercept", "merge")
+Method = Literal["fe2e", "t2i", "genpercept", "merge"]
 """Every method's module is in experiments.runner.METHOD_MODULES; a method with its own config
 section (METHOD_SECTIONS there) receives it as a constructor argument of the same name."""
-STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
-EXISTING_RUN_POLICIES = ("refuse", "keep", "retrain")
+METHODS = get_args(Method)
+METHOD_PRIOR = {"fe2e": True, "t2i": False}
+"""Methods whose name says which prior they fine-tune (True = an editor, False = a generator): FE2E
+and the T2I baseline run one module and recipe, and differ only in the backbone. Whether a backbone IS
+an editor is its preset's `is_editor` (lightning_modules.backbones.PRESETS); `check_method_prior`
+holds the name to it. genpercept takes either prior; merge checks its own presets (merge.MERGE_PRESETS)."""
+
+
+def check_method_prior(method: str, backbone_name: str) -> None:
+    """ValueError naming both keys when `method` (fe2e / t2i) names a prior the backbone preset is not:
+    a run labelled fe2e on a generator would put a T2I result in FE2E's row of every table."""
+    if method not in METHOD_PRIOR or PRESETS[backbone_name].is_editor == METHOD_PRIOR[method]:
+        return
+    need, have, other = ("an editor", "a generator", "t2i") if METHOD_PRIOR[method] else ("a generator", "an editor", "fe2e")
+    raise ValueError(f"method={method} needs {need} backbone, but backbone.name={backbone_name!r} is {have} "
+                     f"(its preset); choose {need} backbone or method={other}")
 
 
 def check_path_component(key: str, value: str) -> None:
@@ -46,7 +64,7 @@ class TrainerConfig:
     """Processes (GPUs) per node."""
     num_nodes: int = 1
     """Machines; with SLURM or torchrun Lightning reads ranks from the environment."""
-    strategy: str = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp"] = "auto"
     """'auto', 'ddp', 'ddp_spawn' or 'fsdp' (FSDP wraps each transformer block of the backbone)."""
     precision: str = "32-true"
     """Trainer precision. Keep 32-true: the backbone already runs its frozen DiT in bf16 under
@@ -80,8 +98,7 @@ class TrainerConfig:
     """torch deterministic algorithms (slower)."""
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {list(STRATEGIES)}, got '{self.strategy}'")
+        check_choices(self, "trainer")
         if self.devices < 1 or self.num_nodes < 1:
             raise ValueError(f"devices and num_nodes must be >= 1, got {self.devices}, {self.num_nodes}")
         if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
@@ -108,17 +125,23 @@ class ExperimentConfig:
     """Run name within the experiment (e.g. editor, generator, row7): one plain folder name."""
     runs_dir: str = "runs"
     """Root of the run folders."""
-    method: str = "fe2e"
-    """'fe2e' (editor backbone; FE2EModule), 't2i' (generator backbone; T2IBaselineModule),
+    method: Method = "fe2e"
+    """'fe2e' (an editor backbone) or 't2i' (a generator backbone): one module (FE2EModule), the name
+    says which prior and is checked against the backbone preset (METHOD_PRIOR),
     'genpercept' (any sequence-conditioned backbone; GenPerceptModule, configured by `genpercept`) or
     'merge' (frozen FLUX generator + converters; MergeModule, configured by `merge`)."""
-    quantization: str = "log"
+    quantization: Quantization = "log"
     """Depth target encoding: 'direct', 'inverse' or 'log' (SPEC section 4; FE2E uses log)."""
     seed: int = 0
-    """Seeds data order, initialisation and the per-step noise, on every rank."""
+    """The run's one seed, on every rank: it seeds Lightning's `seed_everything` (global RNGs: LoRA
+    and head initialisation), the objective's per-step noise, and, unless they are set explicitly,
+    `data.seed` (batch mixing order and flips) and `backbone.seed` (random initialisation of tiny
+    presets, random_init and MERGE's converters). Those two default to null = "this seed"; an explicit
+    value wins. The resolved config.yaml of a run holds all three numbers, so `seed=3` alone and
+    `seed=3 data.seed=3 backbone.seed=3` are the same run."""
     resume: str | None = None
     """'last' (this run's checkpoints/last.ckpt) or a checkpoint path; None = start fresh."""
-    existing_run: str = "refuse"
+    existing_run: Literal["refuse", "keep", "retrain"] = "refuse"
     """What `train` does when the run folder already holds a run (and resume is not set):
     'refuse' (error; the default by hand), 'keep' (what Make passes: a finished run whose resolved
     config is unchanged is kept, an unfinished one resumes from checkpoints/last.ckpt, a changed
@@ -141,12 +164,12 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         check_path_component("experiment", self.experiment)
         check_path_component("run", self.run)
-        if self.existing_run not in EXISTING_RUN_POLICIES:
-            raise ValueError(f"existing_run must be one of {list(EXISTING_RUN_POLICIES)}, got '{self.existing_run}'")
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {list(METHODS)}, got '{self.method}'")
-        if self.quantization not in ("direct", "inverse", "log"):
-            raise ValueError(f"quantization must be 'direct', 'inverse' or 'log', got '{self.quantization}'")
+        check_choices(self, "")
+        check_method_prior(self.method, self.backbone.name)
+        if self.data.seed is None:  # "inherit": one seed drives data order, init and noise
+            self.data.seed = self.seed
+        if self.backbone.seed is None:
+            self.backbone.seed = self.seed
 
     @property
     def run_dir(self) -> Path:

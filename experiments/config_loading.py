@@ -1,19 +1,25 @@
 """Structured configs: dataclass schema <- YAML files <- `key=value` overrides, validated at start-up.
 
-Every error a user can cause (unknown key, wrong type, missing required value, a value a component
-rejects) is raised as `ConfigError` naming the full dotted key and what was expected.
+Every error a user can cause (unknown key, wrong type, a value outside a field's `Literal` choices,
+missing required value, a value a component rejects) is raised as `ConfigError` naming the full
+dotted key and what was expected. Literal fields are checked by OmegaConf as each layer is merged;
+the error lists the choices read from the annotation (lightning_modules.choices).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from lightning_modules.choices import choice_error, literal_choices
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -30,22 +36,40 @@ def _valid_keys(schema: DictConfig, dotted: str) -> list[str]:
     return sorted(node.keys()) if isinstance(node, DictConfig) else []
 
 
-def _explain(err: OmegaConfBaseException, schema: DictConfig, source: str) -> ConfigError:
+def field_annotation(schema: type, dotted: str) -> Any:
+    """The type annotation of the dataclass field at `dotted` (e.g. 'evaluation.on_bad_sample') in the
+    schema class, through nested (possibly Optional) dataclass fields; None when there is no such field."""
+    annotation: Any = schema
+    for part in dotted.split("."):
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = inner[0] if len(inner) == 1 else None
+        if not (isinstance(annotation, type) and dataclasses.is_dataclass(annotation)):
+            return None
+        annotation = typing.get_type_hints(annotation).get(part)
+    return annotation
+
+
+def _explain(err: OmegaConfBaseException, schema: DictConfig, source: str, schema_cls: type | None = None
+             ) -> ConfigError:
     key = getattr(err, "full_key", None) or "?"
     if isinstance(err, ConfigKeyError):
         valid = ", ".join(_valid_keys(schema, key))
         return ConfigError(f"{source}: unknown config key '{key}'; valid keys at that level: [{valid}]")
+    choices = literal_choices(field_annotation(schema_cls, key)) if schema_cls is not None else None
+    if isinstance(err, ValidationError) and choices is not None:
+        return ConfigError(f"{source}: {choice_error(key, getattr(err, 'value', '?'), choices)}")
     if isinstance(err, ValidationError):
         detail = str(err).splitlines()[0]
         return ConfigError(f"{source}: bad value for config key '{key}': {detail}")
     return ConfigError(f"{source}: config key '{key}': {str(err).splitlines()[0]}")
 
 
-def _merge(base: DictConfig, other: DictConfig, schema: DictConfig, source: str) -> DictConfig:
+def _merge(base: DictConfig, other: DictConfig, schema: DictConfig, source: str, schema_cls: type) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)
     except OmegaConfBaseException as err:
-        raise _explain(err, schema, source) from None
+        raise _explain(err, schema, source, schema_cls) from None
 
 
 def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
@@ -64,7 +88,7 @@ def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Se
     for path in files:
         for layer_path, layer in _read_with_defaults(Path(path)):
             _drop_retired(layer, retired, layer_path)
-            cfg = _merge(cfg, layer, structured, str(layer_path))
+            cfg = _merge(cfg, layer, structured, str(layer_path), schema)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
@@ -72,7 +96,7 @@ def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Se
             key = item.split("=", 1)[0]
             raise ConfigError(f"command line: config key '{key}' no longer exists: {retired[key]}")
     if overrides:
-        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), structured, "command line")
+        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), structured, "command line", schema)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"required config value(s) missing: {', '.join(missing)} (set them in YAML or as key=value)")

@@ -1,4 +1,4 @@
-"""Checks run before a command touches any file: config pairing, weights files, data roots, checkpoints.
+"""Checks run before a command touches any file: weights files, data roots, checkpoints.
 
 Everything here is cheap (file headers, folder listings; a checkpoint is memory-mapped, not read),
 so a wrong `WEIGHTS` folder, a truncated safetensors file or a missing data root is reported by
@@ -83,13 +83,10 @@ def backbone_weight_files(cfg: BackboneConfig) -> list[str]:
 
 
 def check_backbone(cfg: ExperimentConfig) -> None:
-    """Method/backbone pairing, the weights folder's layout and every weights file's integrity."""
+    """The weights folder's layout and every weights file's integrity (the method/backbone pairing is
+    checked when the config is built: experiments.config.check_method_prior)."""
     b = cfg.backbone
     preset = PRESETS[b.name]
-    if (cfg.method == "fe2e") != preset.is_editor:
-        need, other = ("an editor", "t2i") if cfg.method == "fe2e" else ("a generator", "fe2e")
-        raise ValueError(f"method={cfg.method} needs {need} backbone, but backbone.name={b.name!r} is not; "
-                         f"choose another backbone or method={other}")
     if preset.tiny and b.weights is not None:
         raise ValueError(f"backbone.weights must be null for the tiny preset {b.name!r} (got {b.weights}); "
                          "real weights need a real preset, e.g. --config experiments/configs/backbone/step1x-edit.yaml")

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from experiments.callbacks import FeatureProbe, SkipCounts
@@ -16,18 +16,18 @@ from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
 from experiments.scoring import BenchmarkScorer
+from lightning_modules.backbones import backbone_class
 from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.geometry_module import DenseGeometryModule
 from lightning_modules.merge import MergeModule
-from lightning_modules.t2i_baseline import T2IBaselineModule
 
 log = logging.getLogger(__name__)
 
 METHOD_MODULES: dict[str, type[DenseGeometryModule]] = {
     "fe2e": FE2EModule,
-    "t2i": T2IBaselineModule,
+    "t2i": FE2EModule,  # the same recipe on a generator: the prior is the backbone preset's (config.METHOD_PRIOR)
     "genpercept": GenPerceptModule,
     "merge": MergeModule,
 }
@@ -59,16 +59,9 @@ def build_strategy(cfg: ExperimentConfig):
     """The Lightning strategy: FSDP wraps (and optionally checkpoints) each transformer block."""
     if cfg.trainer.strategy != "fsdp":
         return cfg.trainer.strategy
-    from diffusers.models.transformers.transformer_flux import (
-        FluxSingleTransformerBlock,
-        FluxTransformerBlock,
-    )
-    from diffusers.models.transformers.transformer_qwenimage import (
-        QwenImageTransformerBlock,
-    )
     from lightning.pytorch.strategies import FSDPStrategy
 
-    blocks = {FluxTransformerBlock, FluxSingleTransformerBlock, QwenImageTransformerBlock}
+    blocks = backbone_class(cfg.backbone.name).block_classes()
     return FSDPStrategy(
         auto_wrap_policy=blocks,
         activation_checkpointing_policy=blocks if cfg.backbone.gradient_checkpointing else None,
@@ -97,6 +90,7 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
     if cfg.evaluation.benchmarks:
         callbacks.append(build_scorer(cfg, meta=meta))
     if train:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))  # `train/lr`: the scheduler's name
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
                                          every_n_epochs=1))

@@ -17,20 +17,25 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import nn
 
 from datamodules.benchmarks.protocol import load_protocols
+from lightning_modules.choices import check_choices
 from lightning_modules.encoding import affine_invariant_to_space
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
+from lightning_modules.geometry_module import ImageLatent
 from lightning_modules.metrics import DepthMetrics, NormalMetrics
+from lightning_modules.metrics.depth import OnBadSample
+from lightning_modules.metrics.pixels import AlignmentSpace
 
 log = logging.getLogger(__name__)
 
-ALIGNMENTS = ("auto", "depth", "disparity", "log", "none")
+Alignment = Literal["auto", AlignmentSpace]
+"""'auto' (the space matching the quantization) or an explicit alignment space."""
 
 
 @dataclass
@@ -45,28 +50,23 @@ class EvalConfig:
     """YAML table of per-benchmark protocols (valid range, crop, input size); None = the table shipped
     with datamodules.benchmarks (benchmarks.yaml). The table's old location, which older run folders'
     config.yaml hold, also reads the shipped table."""
-    alignment: str = "auto"
+    alignment: Alignment = "auto"
     """Depth alignment: 'auto' = the space matching the quantization (log -> log), or an explicit one."""
     input_scale: float = 1.0
     """Scale of the model's input size: FE2E's bucket per benchmark, and 1024x768 pixels (aspect kept)
     for `predict`, times this (each side rounded to a multiple of 16); 1.0 = the paper's, the CPU demo
     (trained at ~96x128) uses 0.25."""
-    image_latent: str = "mode"
+    image_latent: ImageLatent = "mode"
     """Image latent the model is conditioned on at evaluation: 'mode' of the VAE posterior
     (deterministic, the default) or a 'sample' from it, seeded per sample, as FE2E's released
     evaluation code does (use it to score the released LoRA exactly as its authors did)."""
-    on_bad_sample: str = "raise"
+    on_bad_sample: OnBadSample = "raise"
     """'raise' or 'skip' (counted and logged) for a prediction with NaN or a sample with no valid pixel."""
     log_images: int = 1
     """Predicted depth/normal images per dataset and validation epoch logged to TensorBoard."""
 
     def __post_init__(self) -> None:
-        if self.alignment not in ALIGNMENTS:
-            raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got '{self.alignment}'")
-        if self.image_latent not in ("mode", "sample"):
-            raise ValueError(f"image_latent must be 'mode' or 'sample', got '{self.image_latent}'")
-        if self.on_bad_sample not in ("raise", "skip"):
-            raise ValueError(f"on_bad_sample must be 'raise' or 'skip', got '{self.on_bad_sample}'")
+        check_choices(self, "evaluation")
         if not 0 < self.input_scale <= 4:
             raise ValueError(f"input_scale must be in (0, 4], got {self.input_scale}")
 

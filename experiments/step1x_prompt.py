@@ -181,7 +181,6 @@ def encode_step1x_prompt(qwen_folder: str, image: str | Image.Image | None = Non
                          pre_max_pixels: int = QWEN_VL_MAX_PIXELS) -> Step1XPromptStates:
     """Qwen2.5-VL states of Step1X's empty-caption prompt (see the module docstring). dtype defaults to
     bfloat16 on CUDA and float32 on CPU; device to CUDA when available."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
     check_qwen_folder(qwen_folder)

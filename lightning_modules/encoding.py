@@ -8,14 +8,18 @@ z TOWARD the camera). Encoded targets are "RGB" images in [-1, 1] that go into t
 from __future__ import annotations
 
 import logging
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
+from lightning_modules.choices import check_choice
+
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("direct", "inverse", "log")
+Quantization = Literal["direct", "inverse", "log"]
 """Depth quantization schemes: q = D (metres), q = 1/D (1/metres), q = ln(D + 1e-6) (ln metres)."""
+SCHEMES = get_args(Quantization)
 
 LOG_EPS = 1e-6
 """Added to depth (metres) before the logarithm of the 'log' scheme."""
@@ -24,8 +28,7 @@ _ALIGNMENT_SPACE = {"direct": "depth", "inverse": "disparity", "log": "log"}
 
 
 def _check_scheme(scheme: str) -> None:
-    if scheme not in SCHEMES:
-        raise ValueError(f"depth quantization scheme: expected one of {SCHEMES}, got {scheme!r}")
+    check_choice("depth quantization scheme", scheme, Quantization)
 
 
 def encode_quantity(depth: torch.Tensor, scheme: str) -> torch.Tensor:

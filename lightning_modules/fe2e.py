@@ -1,4 +1,14 @@
-"""FE2EModule: an image EDITOR fine-tuned into a depth + normal estimator (FE2E's recipe)."""
+"""FE2EModule: a flow-matching DiT fine-tuned into a depth + normal estimator with FE2E's recipe.
+
+The same module trains FE2E proper (an image EDITOR: Step1X-Edit, FLUX.1-Kontext, Qwen-Image-Edit)
+and the T2I baseline (a text-to-image GENERATOR: FLUX.1-dev, Qwen-Image, adapted to image input):
+objective, quantization, data and schedule are shared, so the comparison isolates the pretrained
+prior. Which prior a run has is its backbone preset's `is_editor` (backbones.PRESETS); the config's
+`method: fe2e | t2i` names it for people and is checked against the preset by the config layer
+(experiments/config.py). A generator takes the image either as extra tokens after the target tokens
+(sequence concatenation, how FE2E fed FLUX: the "Step1X-Edit protocol") or as extra input channels
+(channel concatenation, Marigold-style): `backbone.conditioning`.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +25,10 @@ def fe2e_objective() -> ObjectiveConfig:
 
 
 class FE2EModule(DenseGeometryModule):
-    """DenseGeometryModule whose backbone must be an editor (Step1X-Edit, FLUX.1-Kontext, Qwen-Image-Edit).
-
-    Defaults to FE2E's objective and log quantization; every ablation row changes them through config.
-    """
-
-    expects_editor = True
+    """DenseGeometryModule with FE2E's objective and log quantization as defaults; every ablation row
+    changes them through config. Runs on an editor or a generator backbone alike (see module docstring)."""
 
     def __init__(self, backbone, objective=None, quantization: str = "log", optim=None, image_latent: str = "mode",
                  seed: int = 0) -> None:
         super().__init__(backbone, objective if objective is not None else fe2e_objective(),
                          quantization, optim, image_latent, seed)
-
-    def configure_model(self) -> None:
-        super().configure_model()
-        if self.backbone.is_editor != self.expects_editor:
-            kind = "an editor" if self.expects_editor else "a generator"
-            raise ValueError(f"{type(self).__name__} needs {kind} backbone, got "
-                             f"'{getattr(self.backbone_cfg, 'name', type(self.backbone).__name__)}' "
-                             "(backbone.name); use method: "
-                             + ("t2i" if self.expects_editor else "fe2e"))

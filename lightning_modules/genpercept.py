@@ -53,7 +53,6 @@ class GenPerceptModule(DenseGeometryModule):
         bs = batch["rgb"].shape[0]
         for name, value in losses.items():
             self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
-        self.log("train/lr", self.optimizers(use_pl_optimizer=False).param_groups[0]["lr"], batch_size=bs)
         return losses["loss"]
 
     @torch.no_grad()

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -24,7 +24,9 @@ from lightning_modules.backbones.base import GeometryBackbone
 from lightning_modules.backbones.config import BackboneConfig
 from lightning_modules.backbones.lora import save_adapter
 from lightning_modules.backbones.tokens import feature_norm_map
+from lightning_modules.choices import check_choice
 from lightning_modules.encoding import (
+    Quantization,
     decode_normals,
     dequantize_depth,
     encode_normals,
@@ -35,6 +37,9 @@ from lightning_modules.objectives import ObjectiveConfig, build_objective
 from lightning_modules.optim import OptimConfig, build_optimizer
 
 log = logging.getLogger(__name__)
+
+ImageLatent = Literal["mode", "sample"]
+"""The image latent inference conditions on: the VAE posterior's mode, or a seeded sample of it."""
 
 
 def _as(cls, value):
@@ -70,18 +75,16 @@ class DenseGeometryModule(L.LightningModule):
         objective: ObjectiveConfig | dict | None = None,
         quantization: str = "log",
         optim: OptimConfig | dict | None = None,
-        image_latent: str = "mode",
+        image_latent: ImageLatent = "mode",
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if quantization not in ("direct", "inverse", "log"):
-            raise ValueError(f"quantization must be 'direct', 'inverse' or 'log', got '{quantization}'")
+        check_choice("quantization", quantization, Quantization)  # a bare string: built without the config layer too
         self.backbone_cfg = None if isinstance(backbone, GeometryBackbone) else _as(BackboneConfig, backbone)
         self.backbone: GeometryBackbone | None = backbone if isinstance(backbone, GeometryBackbone) else None
         self.objective_cfg = _as(ObjectiveConfig, objective)
         self.optim_cfg = _as(OptimConfig, optim)
-        if image_latent not in ("mode", "sample"):
-            raise ValueError(f"image_latent must be 'mode' or 'sample', got '{image_latent}'")
+        check_choice("image_latent", image_latent, ImageLatent)
         self.image_latent = image_latent
         self.quantization = quantization
         self.seed = seed
@@ -166,8 +169,6 @@ class DenseGeometryModule(L.LightningModule):
         bs = batch["rgb"].shape[0]
         for name, value in losses.items():
             self.log(f"train/{name}", value, batch_size=bs, prog_bar=name == "loss", sync_dist=False)
-        opt = self.optimizers(use_pl_optimizer=False)
-        self.log("train/lr", opt.param_groups[0]["lr"], batch_size=bs)
         return losses["loss"]
 
     # ------------------------------------------------------------------------------ inference

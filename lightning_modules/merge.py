@@ -76,7 +76,7 @@ class MergeModule(DenseGeometryModule):
         if self.backbone is None:
             base = build_backbone(self.backbone_cfg)
             self.backbone = MergeBackbone.from_flux(base, self.merge_cfg.converters_per_section,
-                                                    seed=self.backbone_cfg.seed)
+                                                    seed=self.backbone_cfg.init_seed)
             n = sum(p.numel() for p in self.backbone.parameters() if p.requires_grad)
             log.info("MERGE: %d converters (double groups %s, single groups %s), %d trainable parameters",
                      len(self.backbone.converters.double_blocks) + len(self.backbone.converters.single_blocks),

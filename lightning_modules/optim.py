@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-OPTIMIZERS = ("adamw", "adam")
-SCHEDULES = ("constant", "cosine", "linear", "exponential")
+from lightning_modules.choices import check_choices
+
+OptimizerName = Literal["adamw", "adam"]
+Schedule = Literal["constant", "cosine", "linear", "exponential"]
+LR_TAG = "train/lr"
+"""Name of the scheduler, so LearningRateMonitor logs the learning rate under this TensorBoard tag."""
 
 
 @dataclass
@@ -16,7 +21,7 @@ class OptimConfig:
     """Optimizer over the trainable parameters (LoRA adapters, the full DiT, heads); FE2E: AdamW, lr 1e-4,
     constant. GenPercept: Adam 3e-5, warm-up 100, exponential decay to 0.01x at 25K steps."""
 
-    optimizer: str = "adamw"
+    optimizer: OptimizerName = "adamw"
     """'adamw' (decoupled weight decay) or 'adam' (torch.optim.Adam; weight_decay is an L2 term there)."""
     lr: float = 1e-4
     """Peak learning rate."""
@@ -28,7 +33,7 @@ class OptimConfig:
     """Adam(W) epsilon."""
     warmup_steps: int = 0
     """Linear warm-up from 0 over this many optimizer steps (factor (step + 1) / warmup_steps)."""
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     """After warm-up: 'constant'; 'cosine' (to 0 at the last step); 'linear' (to 0 at the last step);
     'exponential' (factor final_ratio ** ((step - warmup) / (decay_steps - warmup)), then held at
     final_ratio: Marigold's / GenPercept's IterExponential)."""
@@ -39,10 +44,7 @@ class OptimConfig:
     last step (the estimated total)."""
 
     def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optim.optimizer must be one of {list(OPTIMIZERS)}, got '{self.optimizer}'")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'")
+        check_choices(self, "optim")
         if self.lr <= 0 or self.warmup_steps < 0:
             raise ValueError(f"lr must be > 0 and warmup_steps >= 0, got lr={self.lr}, warmup_steps={self.warmup_steps}")
         if not 0 < self.final_ratio <= 1 or self.decay_steps < 0:
@@ -68,7 +70,8 @@ def lr_factor(step: int, cfg: OptimConfig, total_steps: int) -> float:
 
 
 def build_optimizer(params, cfg: OptimConfig, total_steps: float):
-    """Lightning's optimizer dict: Adam(W) + a per-step LambdaLR."""
+    """Lightning's optimizer dict: Adam(W) + a per-step LambdaLR, named `train/lr` (the tag under which
+    Lightning's LearningRateMonitor, added by the experiment runner, logs the learning rate)."""
     total = int(total_steps) if math.isfinite(total_steps) else 0
     if cfg.schedule == "exponential" and not cfg.decay_steps and total <= 0:
         raise ValueError("optim.schedule='exponential' with optim.decay_steps=0 needs a known run length "
@@ -76,4 +79,4 @@ def build_optimizer(params, cfg: OptimConfig, total_steps: float):
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     optimizer = cls(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, total))
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": LR_TAG}}

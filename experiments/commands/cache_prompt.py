@@ -32,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.family == "step1x":
         run_step1x(args)
         return

@@ -9,19 +9,23 @@ from dataclasses import dataclass
 import torch
 
 from .base import BackboneOutput, GeometryBackbone
-from .config import NAMES, BackboneConfig
+from .config import NAMES, TINY_NAMES, BackboneConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "build_backbone"]
+__all__ = ["PRESETS", "BackboneConfig", "BackboneOutput", "GeometryBackbone", "backbone_class", "build_backbone"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Preset:
-    """family: "flux" | "qwen"; image_frame: first id coordinate of image tokens (FLUX);
-    guidance: the DiT has a guidance embedding; tiny: built by tiny.py; connector: the text
-    tokens come from cached Qwen2.5-VL states through Step1X-Edit's connector (step1x_connector.py);
-    prior: a miniature-prior arm (tiny.MINI_FLUX_CONFIG; weights from tiny.mini_prior_file unless 'random')."""
+    """One backbone preset (every field by keyword).
+
+    family: "flux" | "qwen" (which adapter class, see `backbone_class`); is_editor: an image-editing
+    model (its pretraining maps an image to an edited image) rather than a text-to-image generator;
+    image_frame: first id coordinate of image tokens (FLUX); guidance: the DiT has a guidance
+    embedding; tiny: built by tiny.py; connector: the text tokens come from cached Qwen2.5-VL states
+    through Step1X-Edit's connector (step1x_connector.py); prior: a miniature-prior arm
+    (tiny.MINI_FLUX_CONFIG; weights from tiny.mini_prior_file unless 'random')."""
 
     family: str
     is_editor: bool
@@ -33,27 +37,38 @@ class Preset:
 
 
 PRESETS = {
-    "tiny-editor": Preset("flux", True, 0.0, False, True, connector=True),
-    "tiny-kontext": Preset("flux", True, 1.0, True, True),
-    "tiny-generator": Preset("flux", False, 0.0, True, True),
-    "tiny-qwen-editor": Preset("qwen", True, tiny=True),
-    "tiny-qwen-generator": Preset("qwen", False, tiny=True),
-    "mini-random": Preset("flux", False, tiny=True, prior="random"),
-    "mini-generator": Preset("flux", False, tiny=True, prior="generator"),
-    "mini-editor": Preset("flux", True, tiny=True, prior="editor"),
-    "mini-editor-norelight": Preset("flux", True, tiny=True, prior="editor-norelight"),
-    "flux-dev": Preset("flux", False, 0.0, True),
-    "flux-kontext": Preset("flux", True, 1.0, True),
-    "step1x-edit": Preset("flux", True, 0.0, False, connector=True),
-    "qwen-image": Preset("qwen", False),
-    "qwen-image-edit": Preset("qwen", True),
+    "tiny-editor": Preset(family="flux", is_editor=True, tiny=True, connector=True),
+    "tiny-kontext": Preset(family="flux", is_editor=True, image_frame=1.0, guidance=True, tiny=True),
+    "tiny-generator": Preset(family="flux", is_editor=False, guidance=True, tiny=True),
+    "tiny-qwen-editor": Preset(family="qwen", is_editor=True, tiny=True),
+    "tiny-qwen-generator": Preset(family="qwen", is_editor=False, tiny=True),
+    "mini-random": Preset(family="flux", is_editor=False, tiny=True, prior="random"),
+    "mini-generator": Preset(family="flux", is_editor=False, tiny=True, prior="generator"),
+    "mini-editor": Preset(family="flux", is_editor=True, tiny=True, prior="editor"),
+    "mini-editor-norelight": Preset(family="flux", is_editor=True, tiny=True, prior="editor-norelight"),
+    "flux-dev": Preset(family="flux", is_editor=False, guidance=True),
+    "flux-kontext": Preset(family="flux", is_editor=True, image_frame=1.0, guidance=True),
+    "step1x-edit": Preset(family="flux", is_editor=True, connector=True),
+    "qwen-image": Preset(family="qwen", is_editor=False),
+    "qwen-image-edit": Preset(family="qwen", is_editor=True),
 }
-assert set(PRESETS) == set(NAMES)
+assert set(PRESETS) == set(NAMES) and all(p.tiny == (n in TINY_NAMES) for n, p in PRESETS.items())
+
+
+def backbone_class(name: str) -> type[GeometryBackbone]:
+    """The adapter class of preset `name`, known without building or loading the model: what FSDP's
+    wrap policy reads (`block_classes()`) before `configure_model` builds the backbone."""
+    if PRESETS[name].family == "flux":
+        from .flux import FluxBackbone
+
+        return FluxBackbone
+    from .qwen_image import QwenImageBackbone
+
+    return QwenImageBackbone
 
 
 def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
     """Build, load (local files only), set dtypes, trainability, LoRA and checkpointing from `cfg`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg.validate()
     preset = PRESETS[cfg.name]
     if cfg.conditioning == "channel" and preset.is_editor:
@@ -64,17 +79,10 @@ def build_backbone(cfg: BackboneConfig) -> GeometryBackbone:
     load_dtype = torch.float32 if cfg.finetune == "full" else dit_dtype
     transformer, vae, connector = _load_parts(cfg, preset, load_dtype)
     text = _text(cfg, preset, transformer, connector)
-    if preset.family == "flux":
-        from .flux import FluxBackbone
-
-        backbone = FluxBackbone(transformer, vae, text, is_editor=preset.is_editor,
-                                image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None,
-                                conditioning=cfg.conditioning, dit_dtype=dit_dtype)
-    else:
-        from .qwen_image import QwenImageBackbone
-
-        backbone = QwenImageBackbone(transformer, vae, text, is_editor=preset.is_editor,
-                                     conditioning=cfg.conditioning, dit_dtype=dit_dtype)
+    flux_only = dict(image_frame=preset.image_frame, guidance=cfg.guidance if preset.guidance else None)
+    backbone = backbone_class(cfg.name)(transformer, vae, text, is_editor=preset.is_editor,
+                                        conditioning=cfg.conditioning, dit_dtype=dit_dtype,
+                                        **(flux_only if preset.family == "flux" else {}))
     backbone.vae.float().requires_grad_(False).eval()
     torch.nn.Module.to(transformer, load_dtype)  # bypasses ModelMixin.to's float32-modules warning
     if cfg.finetune == "lora":
@@ -100,17 +108,17 @@ def _load_parts(cfg: BackboneConfig, preset: Preset, dtype: torch.dtype):
     from . import tiny
 
     if preset.prior is not None:
-        return tiny.mini_prior_transformer(preset.prior, cfg.seed, cfg.weights), tiny.tiny_flux_vae(cfg.seed), None
+        return tiny.mini_prior_transformer(preset.prior, cfg.init_seed, cfg.weights), tiny.tiny_flux_vae(cfg.init_seed), None
     if preset.tiny:
         if cfg.weights is not None:
             raise ValueError(f"backbone.weights must be None for tiny preset {cfg.name}")
         if preset.family == "qwen":
-            return tiny.tiny_qwen_transformer(cfg.seed), tiny.tiny_qwen_vae(cfg.seed), None
-        transformer = tiny.tiny_flux_transformer(preset.guidance, cfg.seed)
-        connector = _random_connector(transformer, TINY_QWEN_STATE_DIM, 16, cfg.seed) if preset.connector else None
-        return transformer, tiny.tiny_flux_vae(cfg.seed), connector
+            return tiny.tiny_qwen_transformer(cfg.init_seed), tiny.tiny_qwen_vae(cfg.init_seed), None
+        transformer = tiny.tiny_flux_transformer(preset.guidance, cfg.init_seed)
+        connector = _random_connector(transformer, TINY_QWEN_STATE_DIM, 16, cfg.init_seed) if preset.connector else None
+        return transformer, tiny.tiny_flux_vae(cfg.init_seed), connector
     if cfg.weights is None:  # random_init of a full-size architecture (benchmarks)
-        return _random_full(preset, cfg.seed)
+        return _random_full(preset, cfg.init_seed)
     if preset.family == "qwen":
         from .qwen_image import load_qwen_image
 
@@ -171,7 +179,7 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
     if connector is not None:
         dim = connector.config.in_channels
         states, mask = (load_qwen_states(cfg.prompt_embeds, dim) if cfg.prompt_embeds is not None
-                        else random_qwen_states(cfg.num_text_tokens, dim, cfg.seed))
+                        else random_qwen_states(cfg.num_text_tokens, dim, cfg.init_seed))
         return ConnectorText(connector, states, mask)
     c = transformer.config
     if preset.prior not in (None, "random") and cfg.prompt_embeds is None:
@@ -181,4 +189,4 @@ def _text(cfg: BackboneConfig, preset: Preset, transformer, connector):
     pooled_dim = c.pooled_projection_dim if preset.family == "flux" else None
     if cfg.prompt_embeds is not None:
         return FixedText(*load_prompt_embeds(cfg.prompt_embeds, c.joint_attention_dim, pooled_dim))
-    return FixedText(*random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.seed))
+    return FixedText(*random_prompt_embeds(cfg.num_text_tokens, c.joint_attention_dim, pooled_dim, cfg.init_seed))

@@ -78,8 +78,10 @@ class GeometryBackbone(nn.Module):
         """Ordered names of the transformer blocks, e.g. ['double.0', ..., 'single.0', ...]."""
         raise NotImplementedError
 
-    def block_classes(self) -> set[type[nn.Module]]:
-        """Transformer block classes: FSDP auto-wrap and activation-checkpointing policy."""
+    @classmethod
+    def block_classes(cls) -> set[type[nn.Module]]:
+        """Transformer block classes: FSDP auto-wrap and activation-checkpointing policy. A classmethod:
+        the strategy is chosen before the model is built, so it must not need weights."""
         raise NotImplementedError
 
     def lora_target_modules(self) -> list[str]:

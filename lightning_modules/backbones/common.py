@@ -74,9 +74,6 @@ class DiTBackbone(GeometryBackbone):
     def block_names(self) -> list[str]:
         return [name for name, _ in self._blocks()]
 
-    def block_classes(self) -> set[type[nn.Module]]:
-        return {type(block) for _, block in self._blocks()}
-
     def lora_target_modules(self) -> list[str]:
         from .lora import block_linear_names
 

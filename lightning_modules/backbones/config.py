@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-MINI_NAMES = ("mini-random", "mini-generator", "mini-editor", "mini-editor-norelight")
+from lightning_modules.choices import check_choices
+
+BackboneName = Literal["tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator",
+                       "mini-random", "mini-generator", "mini-editor", "mini-editor-norelight",
+                       "flux-dev", "flux-kontext", "step1x-edit", "qwen-image", "qwen-image-edit"]
+"""Every preset (backbones.PRESETS holds what each one is)."""
+NAMES = get_args(BackboneName)
+MINI_NAMES = tuple(n for n in NAMES if n.startswith("mini-"))
 """The miniature study's arms: one architecture (tiny.MINI_FLUX_CONFIG), pretrained differently."""
-TINY_NAMES = ("tiny-editor", "tiny-kontext", "tiny-generator", "tiny-qwen-editor", "tiny-qwen-generator") + MINI_NAMES
-FULL_NAMES = ("flux-dev", "flux-kontext", "step1x-edit", "qwen-image", "qwen-image-edit")
-NAMES = TINY_NAMES + FULL_NAMES
-FINETUNES = ("lora", "full", "frozen")
+TINY_NAMES = tuple(n for n in NAMES if n.startswith(("tiny-", "mini-")))
+FULL_NAMES = tuple(n for n in NAMES if n not in TINY_NAMES)
+Finetune = Literal["lora", "full", "frozen"]
 
 
 @dataclass
 class BackboneConfig:
-    name: str = "tiny-editor"
+    name: BackboneName = "tiny-editor"
     """Preset: one of `NAMES`. Editors: tiny-editor (Step1X-style ids, no guidance), tiny-kontext,
     tiny-qwen-editor, flux-kontext, step1x-edit, qwen-image-edit. Generators: tiny-generator,
     tiny-qwen-generator, flux-dev, qwen-image. Miniature priors (SPEC 11, one architecture):
@@ -25,16 +32,19 @@ class BackboneConfig:
     for tiny presets or with `random_init: true`. Never downloaded from a hub."""
     random_init: bool = False
     """Allow a full-size preset with random weights (benchmarks only; needs memory for the model)."""
-    seed: int = 0
-    """Seed of random initialisation (tiny presets, random_init) and of the tiny text buffer."""
-    conditioning: str = "sequence"
+    seed: int | None = None
+    """Seed of random initialisation (tiny presets, random_init, MERGE's converters) and of the tiny
+    text buffer. None = the experiment's top-level `seed` (filled in when the ExperimentConfig is
+    built, so a run's config.yaml holds the number); a BackboneConfig used on its own takes None as 0
+    (`init_seed`)."""
+    conditioning: Literal["sequence", "channel"] = "sequence"
     """How the image latent enters the DiT: "sequence" (tokens [target ; image], every preset) or
     "channel" (generators only: input projection widened to [target, image] channels, Marigold
     style, new weights = old weights repeated and halved; the widened projection trains fully)."""
-    dit_dtype: str = "bfloat16"
+    dit_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     """dtype of the frozen DiT weights: "bfloat16" or "float32". With bfloat16 the forward runs under
     torch.autocast; trainable parameters (LoRA or full) are float32 either way; the VAE is float32."""
-    finetune: str = "lora"
+    finetune: Finetune = "lora"
     """"lora" (adapters on every Linear of every transformer block), "full" (all DiT weights) or
     "frozen" (no DiT weight trains: MERGE, whose trainable converters are added by its module)."""
     lora_rank: int = 64
@@ -54,16 +64,18 @@ class BackboneConfig:
     num_text_tokens: int = 8
     """Text tokens of the fixed buffer used by tiny presets and random_init (ignored with a file)."""
 
+    def __post_init__(self) -> None:
+        check_choices(self, "backbone")
+
+    @property
+    def init_seed(self) -> int:
+        """The seed random initialisation uses: `seed`, or 0 when it is left to an experiment that is
+        not there (the config built on its own)."""
+        return 0 if self.seed is None else self.seed
+
     def validate(self) -> None:
-        """Raise ValueError naming the key when a field is out of range."""
-        if self.name not in NAMES:
-            raise ValueError(f"backbone.name={self.name!r}: expected one of {NAMES}")
-        if self.conditioning not in ("sequence", "channel"):
-            raise ValueError(f"backbone.conditioning={self.conditioning!r}: expected 'sequence' or 'channel'")
-        if self.dit_dtype not in ("bfloat16", "float32"):
-            raise ValueError(f"backbone.dit_dtype={self.dit_dtype!r}: expected 'bfloat16' or 'float32'")
-        if self.finetune not in FINETUNES:
-            raise ValueError(f"backbone.finetune={self.finetune!r}: expected one of {FINETUNES}")
+        """Raise ValueError naming the key when a field is out of range (the choices are Literal fields,
+        checked when the config is built)."""
         if self.lora_rank < 1:
             raise ValueError(f"backbone.lora_rank={self.lora_rank}: expected >= 1")
         if self.weights is None and self.name not in TINY_NAMES and not self.random_init:

@@ -57,6 +57,12 @@ class FluxBackbone(DiTBackbone):
         if conditioning == "channel":
             transformer.x_embedder = widen_input_projection(transformer.x_embedder)
 
+    @classmethod
+    def block_classes(cls) -> set[type[nn.Module]]:
+        from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
+
+        return {FluxTransformerBlock, FluxSingleTransformerBlock}
+
     def _blocks(self) -> list[tuple[str, nn.Module]]:
         t = self.transformer
         return ([(f"double.{i}", b) for i, b in enumerate(t.transformer_blocks)]

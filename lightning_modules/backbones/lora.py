@@ -4,8 +4,8 @@ Targets (SPEC section 6): all nn.Linear inside the double- and single-stream blo
 blocks (Qwen-Image): attention q/k/v/out, added q/k/v/out, MLPs, modulation linears, single-block
 proj_mlp/proj_out; never x/context embedders, time/guidance/text embedders, norm_out or the model's
 proj_out. Adapter files are safetensors in the diffusers/peft layout (keys
-`transformer.<module>.lora_A.weight` / `.lora_B.weight`, peft config in the `lora_adapter_metadata`
-header as diffusers writes it), so `pipe.load_lora_weights(file)` can read them.
+`transformer.<module>.lora_A.weight` / `.lora_B.weight`, peft config in the header under diffusers'
+`LORA_ADAPTER_METADATA_KEY`, as diffusers writes it), so `pipe.load_lora_weights(file)` can read them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def apply_lora(backbone, rank: int = 64, alpha: float = 32.0, adapter_name: str 
     """
     from peft import LoraConfig
 
-    targets = block_linear_names(backbone)
+    targets = backbone.lora_target_modules()
     config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, init_lora_weights=True)
     backbone.transformer.requires_grad_(False)
     backbone.transformer.add_adapter(config, adapter_name=adapter_name)
@@ -64,6 +64,7 @@ def adapted_module_names(transformer: nn.Module) -> set[str]:
 
 def save_adapter(backbone, path: str, adapter_name: str = "default") -> None:
     """Write the adapter as a diffusers-readable LoRA safetensors file."""
+    from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
     from peft.utils import get_peft_model_state_dict
 
     transformer = backbone.transformer
@@ -71,7 +72,7 @@ def save_adapter(backbone, path: str, adapter_name: str = "default") -> None:
     state = {PREFIX + k: v.detach().float().contiguous().cpu() for k, v in state.items()}
     config = transformer.peft_config[adapter_name].to_dict()
     config = {PREFIX + k: (sorted(v) if isinstance(v, set) else v) for k, v in config.items()}
-    metadata = {"format": "pt", "lora_adapter_metadata": json.dumps(config, indent=2, sort_keys=True, default=str)}
+    metadata = {"format": "pt", LORA_ADAPTER_METADATA_KEY: json.dumps(config, indent=2, sort_keys=True, default=str)}
     save_file(state, path, metadata=metadata)
 
 
@@ -80,11 +81,12 @@ def load_adapter(backbone, path: str, adapter_name: str = "default") -> None:
 
     Raises ValueError naming the file if keys are missing/unexpected or rank/alpha differ.
     """
+    from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
     from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
     transformer = backbone.transformer
     with safe_open(path, framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("lora_adapter_metadata", "{}"))
+        meta = json.loads((f.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY, "{}"))
     config = transformer.peft_config[adapter_name]
     for key in ("r", "lora_alpha"):
         if PREFIX + key in meta and meta[PREFIX + key] != getattr(config, key):

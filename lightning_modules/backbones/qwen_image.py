@@ -33,6 +33,12 @@ class QwenImageBackbone(DiTBackbone):
         if conditioning == "channel":
             transformer.img_in = widen_input_projection(transformer.img_in)
 
+    @classmethod
+    def block_classes(cls) -> set[type[nn.Module]]:
+        from diffusers.models.transformers.transformer_qwenimage import QwenImageTransformerBlock
+
+        return {QwenImageTransformerBlock}
+
     def _blocks(self) -> list[tuple[str, nn.Module]]:
         return [(f"block.{i}", b) for i, b in enumerate(self.transformer.transformer_blocks)]
 

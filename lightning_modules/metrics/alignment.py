@@ -14,11 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lightning_modules.choices import check_choice
 from lightning_modules.metrics.pixels import (
     ALIGNMENT_SPACES,
     DEPTH_FLOOR,
     DISPARITY_MIN,
     LOG_DEPTH_CAP,
+    AlignmentSpace,
     as_numpy,
     clip_range,
     fit_line,
@@ -99,8 +101,7 @@ def align_depth(
     An image with no pixel usable for the fit comes back all NaN (a warning is logged), which the
     metric classes report as a bad sample.
     """
-    if space not in ALIGNMENT_SPACES:
-        raise ValueError(f"align_depth: space must be one of {ALIGNMENT_SPACES}, got {space!r}")
+    check_choice("align_depth: space", space, AlignmentSpace)
     if not min_depth <= max_depth:
         raise ValueError(f"align_depth: min_depth {min_depth} > max_depth {max_depth}")
     p3, g3, v3 = to_bhw(pred, "pred"), to_bhw(gt, "gt"), to_bhw(valid, "valid")

@@ -10,25 +10,26 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 
+from lightning_modules.choices import check_choice
 from lightning_modules.metrics.alignment import to_bhw
-from lightning_modules.metrics.pixels import ALIGNMENT_SPACES, DEPTH_METRIC_NAMES, as_numpy, score_image
+from lightning_modules.metrics.pixels import DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy, score_image
 
 logger = logging.getLogger(__name__)
 
-BAD_SAMPLE_POLICIES = ("raise", "skip")
-"""Accepted `on_bad_sample` values of the metric classes."""
+OnBadSample = Literal["raise", "skip"]
+"""Accepted `on_bad_sample` values of the metric classes (and of `evaluation.on_bad_sample`)."""
+BAD_SAMPLE_POLICIES = get_args(OnBadSample)
 
 
 def check_policy(on_bad_sample: str) -> str:
     """Return `on_bad_sample` if it is a known policy, else raise ValueError."""
-    if on_bad_sample not in BAD_SAMPLE_POLICIES:
-        raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, got {on_bad_sample!r}")
-    return on_bad_sample
+    return check_choice("on_bad_sample", on_bad_sample, OnBadSample)
 
 
 def screen_samples(
@@ -75,8 +76,8 @@ def score_batch(
         raise ValueError(
             f"{who}: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    if space is not None and space not in ALIGNMENT_SPACES:
-        raise ValueError(f"{who}: space must be None or one of {ALIGNMENT_SPACES}, got {space!r}")
+    if space is not None:
+        check_choice(f"{who}: space", space, AlignmentSpace)
     if not min_depth <= max_depth:
         raise ValueError(f"{who}: min_depth {min_depth} > max_depth {max_depth}")
     p_np, g_np, v_np = as_numpy(p3), as_numpy(g3), as_numpy(v3)
@@ -133,8 +134,8 @@ class DepthMetrics(Metric):
                  max_depth: float = math.inf, **kwargs) -> None:
         super().__init__(**kwargs)
         self.on_bad_sample = check_policy(on_bad_sample)
-        if space is not None and space not in ALIGNMENT_SPACES:
-            raise ValueError(f"DepthMetrics: space must be None or one of {ALIGNMENT_SPACES}, got {space!r}")
+        if space is not None:
+            check_choice("DepthMetrics: space", space, AlignmentSpace)
         if not min_depth <= max_depth:
             raise ValueError(f"DepthMetrics: min_depth {min_depth} > max_depth {max_depth}")
         self.space, self.min_depth, self.max_depth = space, min_depth, max_depth

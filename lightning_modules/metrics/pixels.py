@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 
 DEPTH_METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3")
 """Keys of the depth metrics, in table order; also the column order of `score_image`'s result."""
-ALIGNMENT_SPACES = ("depth", "disparity", "log", "none")
+AlignmentSpace = Literal["depth", "disparity", "log", "none"]
 """Accepted alignment spaces ('none': the prediction is metric depth, only clipped)."""
+ALIGNMENT_SPACES = get_args(AlignmentSpace)
 DISPARITY_MIN = 1e-3
 """Aligned disparity is clipped to at least this before inversion (Lotus)."""
 LOG_DEPTH_CAP = 5.0

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-KINDS = ("direct_adapt", "consistent_velocity")
-SIGMA_SAMPLINGS = ("uniform", "logit_normal", "shifted")
+from lightning_modules.choices import check_choices
+
+ObjectiveKind = Literal["direct_adapt", "consistent_velocity"]
+SigmaSampling = Literal["uniform", "logit_normal", "shifted"]
+KINDS = get_args(ObjectiveKind)
+SIGMA_SAMPLINGS = get_args(SigmaSampling)
 
 
 @dataclass
 class ObjectiveConfig:
     """Which flow-matching objective trains the DiT, and its auxiliary terms."""
 
-    kind: str = "consistent_velocity"
+    kind: ObjectiveKind = "consistent_velocity"
     """'direct_adapt' (the editor's own loss: random sigma, Euler over `num_inference_steps`) or
     'consistent_velocity' (CV: sigma fixed to 1, one Euler step)."""
     fixed_start: bool = True
@@ -21,7 +26,7 @@ class ObjectiveConfig:
     joint_estimation: bool = False
     """JE: supervise the image-token outputs with the normal latent (+z_N, no sign flip). Needs a
     backbone with image tokens (sequence concatenation)."""
-    sigma_sampling: str = "uniform"
+    sigma_sampling: SigmaSampling = "uniform"
     """How direct_adapt draws sigma per sample: 'uniform' U(0,1), 'logit_normal'
     u = sigmoid(N(logit_mean, logit_std)), or 'shifted' (Step1X-Edit's recipe) that u then
     shift*u / (1 + (shift-1)*u). Ignored by consistent_velocity (sigma = 1)."""
@@ -53,11 +58,7 @@ class ObjectiveConfig:
     FE2E does not mask (default)."""
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"objective.kind: expected one of {KINDS}, got {self.kind!r}")
-        if self.sigma_sampling not in SIGMA_SAMPLINGS:
-            raise ValueError(f"objective.sigma_sampling: expected one of {SIGMA_SAMPLINGS}, "
-                             f"got {self.sigma_sampling!r}")
+        check_choices(self, "objective")
         if self.fixed_start and self.kind != "consistent_velocity":
             raise ValueError("objective.fixed_start=True requires objective.kind='consistent_velocity' "
                              f"(got kind={self.kind!r})")

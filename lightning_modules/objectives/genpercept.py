@@ -11,20 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from lightning_modules.backbones.base import GeometryBackbone
+from lightning_modules.choices import check_choices
 from lightning_modules.dpt_head import DPTHead
 from lightning_modules.encoding import encode_normals, latent_valid_mask, quantize_depth
 from lightning_modules.objectives.flow import masked_mse as latent_mse
-from lightning_modules.objectives.pixel_losses import GRAD_AXES, angular_loss, gradient_l1, masked_mse, ssi_l1
+from lightning_modules.objectives.pixel_losses import GradAxes, angular_loss, gradient_l1, masked_mse, ssi_l1
 
-TASKS = ("depth", "normal")
-HEADS = ("vae_decoder", "dpt")
-LOSS_SPACES = ("pixel", "latent", "both")
+Task = Literal["depth", "normal"]
+Head = Literal["vae_decoder", "dpt"]
+LossSpace = Literal["pixel", "latent", "both"]
 DEPTH_SHIFT = 2.0
 """Added to predicted and target depth encodings ([-1, 1] -> [1, 3]) before the depth losses, as the
 released code does "to avoid negative values" (it matters for the median-scaling fallback)."""
@@ -34,15 +36,15 @@ released code does "to avoid negative values" (it matters for the median-scaling
 class GenPerceptConfig:
     """Settings of method 'genpercept' (SPEC section 9); the defaults are the released depth recipe."""
 
-    task: str = "depth"
+    task: Task = "depth"
     """'depth' or 'normal': GenPercept trains one model per task."""
-    head: str = "vae_decoder"
+    head: Head = "vae_decoder"
     """'vae_decoder' (the frozen VAE decoder turns z = -f into pixels) or 'dpt' (a trainable DPT head
     on four block outputs; no decoder)."""
-    loss_space: str = "pixel"
+    loss_space: LossSpace = "pixel"
     """'pixel' (GenPercept), 'latent' (the baseline: MSE between f and -z_target over latent cells
     whose 8x8 pixels are all valid, as the released code masks it) or 'both' (their sum)."""
-    grad_axes: str = "released"
+    grad_axes: GradAxes = "released"
     """Depth gradient loss: 'released' (differences along H only, the released code's behaviour) or
     'both' (H and W)."""
     mse_weight: float = 1.0
@@ -72,11 +74,7 @@ class GenPerceptConfig:
     """head='dpt': reassemble widths of the four levels."""
 
     def __post_init__(self) -> None:
-        for key, value, allowed in (("task", self.task, TASKS), ("head", self.head, HEADS),
-                                    ("loss_space", self.loss_space, LOSS_SPACES),
-                                    ("grad_axes", self.grad_axes, GRAD_AXES)):
-            if value not in allowed:
-                raise ValueError(f"genpercept.{key}: expected one of {allowed}, got {value!r}")
+        check_choices(self, "genpercept")
         if self.head == "dpt" and self.loss_space != "pixel":
             raise ValueError("genpercept.head='dpt' has no latent output: use genpercept.loss_space='pixel'")
         for key in ("mse_weight", "ssi_weight", "grad_weight", "latent_weight"):

@@ -9,10 +9,14 @@ normal maps are (B,3,H,W).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
-GRAD_AXES = ("released", "both")
+from lightning_modules.choices import check_choice
+
+GradAxes = Literal["released", "both"]
 
 
 def _empty(pred: torch.Tensor) -> torch.Tensor:
@@ -101,8 +105,7 @@ def gradient_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ax
     axes='both': differences along H and along W (the loss as its authors meant it).
     Returns sum |d[i+1] - d[i]| over adjacent valid pairs / (number of valid pixels in the batch); 0 if none.
     """
-    if axes not in GRAD_AXES:
-        raise ValueError(f"genpercept.grad_axes: expected one of {GRAD_AXES}, got {axes!r}")
+    check_choice("gradient_l1 axes (genpercept.grad_axes)", axes, GradAxes)
     _check(pred, target, mask)
     m = mask.float()
     count = m.sum()

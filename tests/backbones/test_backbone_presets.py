@@ -136,3 +136,16 @@ def test_config_errors(tmp_path):
         build_backbone(BackboneConfig(name="flux-kontext", weights=str(tmp_path / "w")))
     with pytest.raises(FileNotFoundError, match="step1x-edit"):
         build_backbone(BackboneConfig(name="step1x-edit", weights=str(tmp_path / "w")))
+
+
+@pytest.mark.parametrize("name", ["tiny-editor", "tiny-generator", "tiny-qwen-editor", "mini-random"])
+def test_block_classes_known_from_the_preset_without_building(make_backbone, name):
+    """FSDP's wrap policy is read before the backbone is built: the class-level answer must be the
+    classes of the blocks a built backbone really has (checked by the diffusers class names)."""
+    from lightning_modules.backbones import backbone_class
+
+    from_class = backbone_class(name).block_classes()
+    built = make_backbone(name, finetune="full")
+    assert from_class == {type(block) for _, block in built._blocks()} == built.block_classes()
+    expected = {"QwenImageTransformerBlock"} if "qwen" in name else {"FluxTransformerBlock", "FluxSingleTransformerBlock"}
+    assert {cls.__name__ for cls in from_class} == expected

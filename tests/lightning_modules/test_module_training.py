@@ -65,8 +65,10 @@ def test_editor_and_generator_study_differ_only_in_backbone_and_method():
 def test_real_backbone_configs_restore_the_papers_lora_recipe(real):
     """The tiny presets fully fine-tune at lr 1e-3; a real backbone file layered on top (as the Makefile
     does with WEIGHTS) must bring back SPEC's LoRA r64 / alpha 32 at AdamW lr 1e-4, bf16, checkpointing."""
+    method = "fe2e" if real in ("step1x-edit", "flux-kontext", "qwen-image-edit") else "t2i"  # the prior's name
     for base in ("fe2e.yaml", "ablation/editor_vs_t2i/generator.yaml", "ablation/fe2e/row1.yaml"):
-        cfg = load_experiment([CONFIG_DIR / base, CONFIG_DIR / f"backbone/{real}.yaml"], ["backbone.weights=/w"])
+        cfg = load_experiment([CONFIG_DIR / base, CONFIG_DIR / f"backbone/{real}.yaml"],
+                              ["backbone.weights=/w", f"method={method}"])
         b = cfg.backbone
         assert (b.name, b.finetune, b.lora_rank, b.lora_alpha, b.dit_dtype) == (real, "lora", 64, 32, "bfloat16")
         assert b.gradient_checkpointing and cfg.optim.lr == 1e-4
@@ -89,10 +91,13 @@ def test_fast_dev_run_every_configuration(tmp_path, data_overrides, config):
         assert "val/nyuv2_normal/mean" not in trainer.callback_metrics
 
 
-def test_module_rejects_wrong_backbone_family(tmp_path, data_overrides):
-    cfg = experiment(tmp_path, data_overrides, [CONFIG_DIR / "fe2e.yaml"], "method=t2i")
+def test_config_rejects_wrong_backbone_family(tmp_path, data_overrides):
+    """method names the prior (fe2e: editor, t2i: generator); the backbone preset says what it is. A
+    mismatch is refused when the config is built, before any command touches a file."""
     with pytest.raises(ValueError, match="needs a generator backbone.*backbone.name"):
-        build_module(cfg).configure_model()
+        experiment(tmp_path, data_overrides, [CONFIG_DIR / "fe2e.yaml"], "method=t2i")
+    with pytest.raises(ValueError, match="needs an editor backbone.*backbone.name='tiny-generator'"):
+        experiment(tmp_path, data_overrides, [CONFIG_DIR / "ablation/editor_vs_t2i/generator.yaml"], "method=fe2e")
 
 
 def test_joint_estimation_needs_image_tokens(tmp_path, data_overrides):
