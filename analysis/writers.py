@@ -1,8 +1,7 @@
 """Markdown / CSV / LaTeX writers for the result tables, in one fixed format.
 
-CSV and LaTeX are pandas' own writers (`DataFrame.to_csv`, `Styler.to_latex`, which needs jinja2)
-fed cells this module formats; Markdown is written here (pandas' `to_markdown` needs `tabulate`,
-which the project does not install).
+Markdown, CSV and LaTeX are pandas' own writers (`DataFrame.to_markdown`, which needs tabulate;
+`DataFrame.to_csv`; `Styler.to_latex`, which needs jinja2) fed cells this module formats.
 
 Fixed formatting everywhere: floats (metric values in display units, ranks) with ONE decimal,
 NaN as "-" (empty in CSV), strings as they are. Markdown and LaTeX hide the bookkeeping columns
@@ -70,13 +69,11 @@ def to_markdown(df: pd.DataFrame, caption: str | None = None, path: str | Path |
     """GitHub Markdown pipe table; numeric columns right-aligned; the caption as a line below it."""
     header, body, right = _display(df)
     esc = lambda s: s.replace("|", r"\|")
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "|".join("---:" if r else "---" for r in right) + "|"]
-    lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in body]
+    cells = pd.DataFrame([[esc(c) for c in row] for row in body], columns=[esc(h) for h in header])
+    text = cells.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
+                             colalign=["right" if r else "left" for r in right])
     caption = caption if caption is not None else df.attrs.get("caption")
-    if caption:
-        lines += ["", caption]
-    return _finish("\n".join(lines) + "\n", path)
+    return _finish(text + "\n" + (f"\n{caption}\n" if caption else ""), path)
 
 
 def to_csv(df: pd.DataFrame, path: str | Path | None = None) -> str:

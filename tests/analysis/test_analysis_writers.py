@@ -1,4 +1,6 @@
-"""The hand-written table writers against expected text."""
+"""The table writers (pandas' own, fed formatted cells) against expected text."""
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,15 +22,18 @@ def _table():
 
 
 def test_markdown():
+    """Cells, alignment and caption; column padding (tabulate's) is free, so runs of spaces are collapsed
+    and the separator row's dashes counted as one."""
     expected = (
         "| method | KITTI AbsRel | KITTI <11.25 | rank |\n"
-        "|---|---:|---:|---:|\n"
+        "|:-|-:|-:|-:|\n"
         "| FE2E \u2020 | 6.6 | 96.0 | 1.2 |\n"
         "| ours_run | 12.3 | - | 2.0 |\n"
         "\n"
         "Ours ran on tiny, synthetic, 5 steps.\n"
     )
-    assert to_markdown(_table()) == expected
+    text = to_markdown(_table())
+    assert re.sub("-+", "-", re.sub(" +", " ", text)) == expected
 
 
 def test_csv(tmp_path):
