@@ -28,7 +28,8 @@ def workdir(tmp_path_factory):
 
 
 def make(workdir: Path, *args: str) -> None:
-    result = subprocess.run(["make", *args, "MAX_EPOCHS=1"], cwd=workdir, capture_output=True, text=True, timeout=1800)
+    # -o: never rebuild the SHARED .venv from the copy (that would repoint its editable install at a temp folder)
+    result = subprocess.run(["make", "-o", ".venv/.installed", *args, "MAX_EPOCHS=1"], cwd=workdir, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
