@@ -15,6 +15,7 @@ import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
+from datamodules.in_memory import keep_in_memory
 from datamodules.samplers import (
     DeferredLoader,
     FlippedIndexDataset,
@@ -85,6 +86,17 @@ class DataConfig:
     """Pin loader memory (useful on GPU)."""
     eval_num_workers: int = 0
     """Worker processes for each val/test loader."""
+    sample_cache_mb: float = 1024.0
+    """Keep decoded training samples in memory after their first read when the whole training set
+    fits in this many MiB: its size is estimated from each source's first sample x its length, x
+    max(1, num_workers) (each loader worker keeps its own copy). Else, or with 0, every sample is read
+    from disk each time. The samples are the same either way (reading is deterministic)."""
+    latent_cache_mb: float = 1024.0
+    """Host memory (MiB) for the frozen VAE's posterior of every training input, encoded once and
+    sampled at every step with the same draws (bit-identical latents; lightning_modules/latent_cache.py).
+    ~2 bytes per input pixel per target (image, depth, normal) and flip: ~8 MB for the embedded
+    default, 9.4 MB per sample at 768x1024; a training set that needs more is encoded at every step
+    (the cache turns itself off). 0 = off."""
 
 
 class GeometryDataModule(L.LightningDataModule):
@@ -102,6 +114,7 @@ class GeometryDataModule(L.LightningDataModule):
         self.config = config
         self._val_specs, self._test_specs = list(val_datasets), list(test_datasets)
         self.train_sources: list[tuple[str, Dataset, float]] = []
+        self._train_sets: list[Dataset] | None = None
         self._train_sampler: MixedBatchSampler | None = None
         self._resume_batches = 0
         self.val_sets: list[tuple[str, Dataset]] = []
@@ -152,7 +165,10 @@ class GeometryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         c = self.config
         rank, world = self._rank_world()
-        concat = ConcatDataset([ds for _, ds, _ in self.train_sources])
+        if self._train_sets is None:  # the sources as read: from memory after a first read when they fit
+            self._train_sets = keep_in_memory([ds for _, ds, _ in self.train_sources], c.sample_cache_mb,
+                                              copies=c.num_workers)
+        concat = ConcatDataset(self._train_sets)
         sampler = MixedBatchSampler(
             [len(ds) for _, ds, _ in self.train_sources], c.batch_size, [p for _, _, p in self.train_sources],
             num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 FINISHED_FILE = "FINISHED.json"
 RUN_CONTROL_KEYS = ("resume", "overwrite", "existing_run")
 """Config keys that say how to start, not what to train: ignored when comparing configs."""
+SPEED_KEYS = ("data.sample_cache_mb", "data.latent_cache_mb")
+"""Dotted config keys that change how fast a run trains, never what it computes (the caches are
+exact): ignored when comparing configs, so runs trained before they existed are kept."""
 REPLACED_TAG = ".replaced-"
 
 
@@ -68,6 +71,13 @@ def comparable_config(yaml_text: str) -> dict:
         raise ValueError("not a mapping")
     for key in RUN_CONTROL_KEYS:
         data.pop(key, None)
+    for dotted in SPEED_KEYS:
+        *parents, leaf = dotted.split(".")
+        section = data
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(leaf, None)
     return data
 
 

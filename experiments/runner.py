@@ -19,6 +19,7 @@ from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.geometry_module import DenseGeometryModule
+from lightning_modules.latent_cache import LatentCache
 from lightning_modules.merge import MergeModule
 from lightning_modules.t2i_baseline import T2IBaselineModule
 
@@ -52,7 +53,10 @@ def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
     section = METHOD_SECTIONS.get(cfg.method)
     if section:
         kwargs[section] = getattr(cfg, section)
-    return cls(**kwargs)
+    module = cls(**kwargs)
+    if cfg.data.latent_cache_mb > 0:
+        module.latent_cache = LatentCache(cfg.data.latent_cache_mb)
+    return module
 
 
 def build_strategy(cfg: ExperimentConfig):
