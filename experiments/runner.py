@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from experiments.callbacks import FeatureProbe, SkipCounts
+from experiments.callbacks import FeatureProbe, SkipCounts, ValidateAtEnd
 from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
@@ -88,6 +88,7 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
                                default_hp_metric=False)
     callbacks = [*(callbacks or []), SkipCounts(cfg.run_dir)]
     if train:
+        callbacks.append(ValidateAtEnd())
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
                                          every_n_epochs=1))
