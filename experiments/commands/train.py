@@ -11,22 +11,7 @@ import argparse
 import logging
 import time
 
-import lightning as L
-from lightning.fabric.utilities.rank_zero import _get_rank
-
 from experiments.commands import add_config_arguments
-from experiments.config import load_experiment
-from experiments.datasets import build_datamodule
-from experiments.preflight import check_for_training
-from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
-from experiments.runner import (
-    build_module,
-    build_trainer,
-    record_cost,
-    resolve_checkpoint,
-    update_metrics_meta,
-    write_run_metadata,
-)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +21,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Imported here, not with the module: `train --help` then starts without torch and Lightning.
+    import lightning as L
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    from experiments.config import load_experiment
+    from experiments.datasets import build_datamodule
+    from experiments.preflight import check_for_training
+    from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
+    from experiments.runner import (
+        build_module,
+        build_trainer,
+        record_cost,
+        resolve_checkpoint,
+        update_metrics_meta,
+        write_run_metadata,
+    )
+
     cfg = load_experiment(args.config, args.overrides)
     # Launched ranks (torchrun, SLURM, Lightning's subprocess launcher) may start while rank 0 already
     # writes the folder: only rank 0 refuses or moves an old run aside; under 'keep' the others reach
