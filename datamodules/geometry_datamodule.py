@@ -90,7 +90,9 @@ class DataConfig:
     """Keep decoded training samples in memory after their first read when the whole training set
     fits in this many MiB: its size is estimated from each source's first sample x its length, x
     max(1, num_workers) (each loader worker keeps its own copy). Else, or with 0, every sample is read
-    from disk each time. The samples are the same either way (reading is deterministic)."""
+    from disk each time. The validation benchmarks, read again at every validation, are kept the same
+    way under their own budget of this size (x eval_num_workers). The samples are the same either way
+    (reading is deterministic)."""
     latent_cache_mb: float = 1024.0
     """Host memory (MiB) for the frozen VAE's posterior of every training input, encoded once and
     sampled at every step with the same draws (bit-identical latents; lightning_modules/latent_cache.py).
@@ -115,6 +117,7 @@ class GeometryDataModule(L.LightningDataModule):
         self._val_specs, self._test_specs = list(val_datasets), list(test_datasets)
         self.train_sources: list[tuple[str, Dataset, float]] = []
         self._train_sets: list[Dataset] | None = None
+        self._val_kept: list[tuple[str, Dataset]] | None = None
         self._train_sampler: MixedBatchSampler | None = None
         self._resume_batches = 0
         self.val_sets: list[tuple[str, Dataset]] = []
@@ -204,7 +207,12 @@ class GeometryDataModule(L.LightningDataModule):
         ]
 
     def val_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders(self.val_sets)
+        if self._val_kept is None:  # validation re-reads its benchmarks every time: kept when they fit
+            names = [name for name, _ in self.val_sets]
+            kept = keep_in_memory([ds for _, ds in self.val_sets], self.config.sample_cache_mb,
+                                  copies=self.config.eval_num_workers, what="validation benchmarks")
+            self._val_kept = list(zip(names, kept))
+        return self._eval_loaders(self._val_kept)
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.test_sets)

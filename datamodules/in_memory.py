@@ -43,19 +43,21 @@ class InMemoryDataset(Dataset):
         return getattr(self.base, name)
 
 
-def keep_in_memory(datasets: list[Dataset], budget_mb: float, copies: int = 1) -> list[Dataset]:
+def keep_in_memory(datasets: list[Dataset], budget_mb: float, copies: int = 1,
+                   what: str = "training samples") -> list[Dataset]:
     """`datasets` wrapped in InMemoryDataset when they fit together in `budget_mb` MiB, else unchanged.
 
     The size is estimated as bytes of each dataset's first sample x its length x `copies` (loader
     workers each keep their own); the first samples read here are kept. budget_mb <= 0: unchanged.
+    `what` names the datasets in the log line.
     """
     if budget_mb <= 0 or not datasets:
         return datasets
     wrapped = [InMemoryDataset(ds) for ds in datasets]
     total = sum(sample_nbytes(w[0]) * len(w) for w in wrapped if len(w)) * max(1, copies)
     if total > budget_mb * 2**20:
-        logger.info("training samples read from disk: ~%.0f MiB would exceed data.sample_cache_mb=%g",
-                    total / 2**20, budget_mb)
+        logger.info("%s read from disk: ~%.0f MiB would exceed data.sample_cache_mb=%g",
+                    what, total / 2**20, budget_mb)
         return datasets
-    logger.info("training samples kept in memory after their first read (~%.1f MiB)", total / 2**20)
+    logger.info("%s kept in memory after their first read (~%.1f MiB)", what, total / 2**20)
     return wrapped

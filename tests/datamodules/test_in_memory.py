@@ -76,3 +76,13 @@ def test_datamodule_batches_are_the_same_with_samples_in_memory(tmp_path):
         assert x.keys() == y.keys()
         for key in x:
             assert torch.equal(x[key], y[key]) if torch.is_tensor(x[key]) else x[key] == y[key], key
+
+
+def test_validation_benchmarks_are_read_once_across_validations():
+    for budget, reads in ((64, [1, 1, 1]), (0, [2, 2, 2])):
+        bench = CountingDataset(3)
+        dm = GeometryDataModule(DataConfig(sample_cache_mb=budget), val_datasets=[("counting", bench)])
+        dm.setup("validate")
+        seen = [[batch["name"][0] for batch in dm.val_dataloader()[0]] for _ in range(2)]  # two validations
+        assert seen == [["s0", "s1", "s2"]] * 2
+        assert bench.reads == reads, budget
