@@ -153,17 +153,19 @@ class DenseGeometryModule(L.LightningModule):
         """
         bb, cache = self.backbone, self.latent_cache
 
-        def encode(x: torch.Tensor) -> torch.Tensor:
+        def encode(make, *sources: torch.Tensor, tag: str = "") -> torch.Tensor:
+            """make(*sources): the encoder input, a pure function of the sources (the cache's key)."""
             if cache is None:
-                return bb.encode(x, sample=sample, generator=generator)
-            return cache.encode(bb, x, sample=sample, generator=generator)
+                return bb.encode(make(*sources), sample=sample, generator=generator)
+            return cache.encode(bb, lambda: make(*sources), sample=sample, generator=generator,
+                                sources=sources, tag=tag)
 
         valid = batch["valid_mask"].bool()
-        latents = {"image": encode(batch["rgb"])}
-        depth_rgb = quantize_depth(batch["depth"], valid, self.quantization)
-        latents["depth"] = encode(depth_rgb)
+        latents = {"image": encode(lambda rgb: rgb, batch["rgb"], tag="rgb")}
+        latents["depth"] = encode(lambda depth, mask: quantize_depth(depth, mask, self.quantization),
+                                  batch["depth"], valid, tag=f"depth:{self.quantization}")
         if self.objective_cfg.joint_estimation:
-            latents["normal"] = encode(encode_normals(batch["normal"]))
+            latents["normal"] = encode(encode_normals, batch["normal"], tag="normal")
         latents["latent_valid"] = latent_valid_mask(valid, bb.vae_scale_factor)
         return latents
 

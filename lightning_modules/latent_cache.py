@@ -7,9 +7,10 @@ drawn per step: `LatentCache.encode` makes the SAME randn call on the same gener
 `backbone.encode` and applies the same `latent_from_posterior`, so the latents are bit-identical to
 direct encoding as long as the cached moments are.
 
-Exactness. Entries are keyed by the encoder input's bytes (so the two horizontal flips of a sample
-are two entries, each flip encoded for real: the latent of a flipped image is not the flipped
-latent) and by the batch size (some kernels change with the batch size: on CPU the tiny VAE's
+Exactness. Entries are keyed by the encoder input's bytes, or by the bytes of what it is a pure
+function of (the quantized depth target: depth and mask, so a cached target skips the quantization
+too); the two horizontal flips of a sample are two entries, each flip encoded for real (the latent
+of a flipped image is not the flipped latent). Keys include the batch size (some kernels change with the batch size: on CPU the tiny VAE's
 moments of a sample differ by ~3e-6 between a batch of 1 and one of 4, but not between batches of 4
 of other samples). A batch with any input not yet cached is encoded whole, exactly as without the
 cache, and its new inputs stored; the inputs it holds that ARE cached are compared bit for bit with
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -44,11 +46,20 @@ def supports_posterior(backbone) -> bool:
     return vae is not None and not any(p.requires_grad for p in vae.parameters())
 
 
-def input_key(x: torch.Tensor, batch_size: int) -> tuple:
-    """Key of one encoder input (C,H,W): the batch size it is encoded in, its shape and dtype, and a
-    BLAKE2b-128 digest of its bytes."""
-    data = x.detach().contiguous().cpu().view(torch.uint8).numpy()
-    return batch_size, tuple(x.shape), str(x.dtype), hashlib.blake2b(data, digest_size=16).digest()
+def input_keys(sources: Sequence[torch.Tensor], tag: str = "") -> list[tuple]:
+    """Keys of the B encoder inputs of a batch made from `sources` ((B, ...) tensors whose sample i
+    determines input i): (tag, B, every source's per-sample shape and dtype, BLAKE2b-128 digest of
+    sample i's bytes in every source)."""
+    batch = sources[0].shape[0]
+    layout = tuple((tuple(t.shape[1:]), str(t.dtype)) for t in sources)
+    arrays = [t.detach().contiguous().cpu().view(torch.uint8).numpy() for t in sources]
+    keys = []
+    for i in range(batch):
+        digest = hashlib.blake2b(digest_size=16)
+        for arr in arrays:
+            digest.update(arr[i])
+        keys.append((tag, batch, layout, digest.digest()))
+    return keys
 
 
 class LatentCache:
@@ -86,19 +97,28 @@ class LatentCache:
         self.entries.clear()
         self.nbytes = 0
 
-    def encode(self, backbone, x: torch.Tensor, sample: bool = True,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """`backbone.encode(x, sample, generator)`, from cached posteriors where that is exact."""
+    def encode(self, backbone, x: torch.Tensor | Callable[[], torch.Tensor], sample: bool = True,
+               generator: torch.Generator | None = None, sources: Sequence[torch.Tensor] | None = None,
+               tag: str = "") -> torch.Tensor:
+        """`backbone.encode(x, sample, generator)`, from cached posteriors where that is exact.
+
+        x: the encoder input (B,3,H,W), or a function making it from `sources`, (B, ...) tensors whose
+        sample i alone determines input i (e.g. depth and mask for the quantized depth target): x is
+        then made only when some input is not cached. `tag` names what x is made from them (e.g.
+        "depth:log"), so entries of different recipes never meet.
+        """
+        make = x if callable(x) else (lambda: x)
         if not self.enabled or not supports_posterior(backbone):
-            return backbone.encode(x, sample=sample, generator=generator)
-        keys = [input_key(xi, x.shape[0]) for xi in x]
+            return backbone.encode(make(), sample=sample, generator=generator)
+        keys = input_keys([x] if sources is None else sources, tag)
         cached = [self.entries.get(k) for k in keys]
         if self.verified and all(c is not None for c in cached):
             self.hits += len(keys)
-            mean = torch.stack([c[0] for c in cached]).to(x.device)
-            std = torch.stack([c[1] for c in cached]).to(x.device)
+            device = (x if sources is None else sources[0]).device
+            mean = torch.stack([c[0] for c in cached]).to(device)
+            std = torch.stack([c[1] for c in cached]).to(device)
             return backbone.latent_from_posterior(mean, std, sample=sample, generator=generator)
-        mean, std = backbone.posterior(x)
+        mean, std = backbone.posterior(make())
         self.misses += len(keys)
         self._check_and_store(keys, cached, mean, std)
         return backbone.latent_from_posterior(mean, std, sample=sample, generator=generator)

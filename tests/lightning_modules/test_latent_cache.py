@@ -12,6 +12,7 @@ from experiments.datasets import build_datamodule
 from experiments.runner import build_module, build_trainer, resolve_checkpoint
 from lightning_modules.backbones import build_backbone
 from lightning_modules.backbones.config import BackboneConfig
+from lightning_modules.encoding import quantize_depth
 from lightning_modules.latent_cache import LatentCache
 
 
@@ -68,6 +69,35 @@ def test_cached_draws_equal_direct_draws_for_both_flips(backbone):
     with torch.no_grad():
         mean, _ = backbone.posterior(inputs[[0, 3]])
     assert not torch.equal(mean[1], mean[0].flip(-1))
+
+
+def test_targets_keyed_by_their_sources_skip_the_quantization_on_hits(backbone):
+    """The depth target keyed by (depth, mask): draws equal diffusers' sample of the quantized depth,
+    the quantization runs only for batches with an input not yet cached, and another scheme's tag
+    never meets these entries."""
+    gen = torch.Generator().manual_seed(4)
+    depth = torch.rand(3, 1, 32, 48, generator=gen) * 10 + 0.5
+    valid = torch.rand(3, 1, 32, 48, generator=gen) > 0.1
+    depth, valid = torch.cat([depth, depth.flip(-1)]), torch.cat([valid, valid.flip(-1)])
+    calls = []
+
+    def quantized(d, m, scheme="log"):
+        calls.append(len(d))
+        return quantize_depth(d, m, scheme)
+
+    cache = LatentCache(max_mb=16)
+    order = [(0, 1), (2, 3), (4, 5), (1, 0), (3, 4), (5, 2), (0, 3), (4, 1)]
+    with torch.no_grad():
+        for step, (i, j) in enumerate(order):
+            d, m = depth[[i, j]], valid[[i, j]]
+            got = cache.encode(backbone, lambda d=d, m=m: quantized(d, m), generator=torch.Generator().manual_seed(step),
+                               sources=(d, m), tag="depth:log")
+            assert torch.equal(got, diffusers_sample(backbone, quantize_depth(d, m, "log"), seed=step)), step
+        assert len(calls) < len(order) and cache.hits >= 4
+        hits = cache.hits
+        cache.encode(backbone, lambda: quantized(depth[:2], valid[:2], "inverse"), sources=(depth[:2], valid[:2]),
+                     tag="depth:inverse", generator=torch.Generator().manual_seed(0))
+    assert cache.hits == hits and calls[-1] == 2  # a new recipe: encoded, not served
 
 
 def test_mismatching_posteriors_turn_the_cache_off(backbone, monkeypatch):
