@@ -15,7 +15,7 @@ import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
-from datamodules.in_memory import keep_in_memory
+from datamodules.in_memory import InMemoryDataset, keep_in_memory
 from datamodules.samplers import (
     DeferredLoader,
     FlippedIndexDataset,
@@ -87,9 +87,9 @@ class DataConfig:
     eval_num_workers: int = 0
     """Worker processes for each val/test loader."""
     sample_cache_mb: float = 1024.0
-    """Keep decoded training samples in memory after their first read when the whole training set
-    fits in this many MiB: its size is estimated from each source's first sample x its length, x
-    max(1, num_workers) (each loader worker keeps its own copy). Else, or with 0, every sample is read
+    """Keep decoded training samples, both flips, in memory after their first read when the whole
+    training set fits in this many MiB: its size is estimated from each source's first sample x its
+    length, x 2 with flips, x max(1, num_workers) (each loader worker keeps its own copy). Else, or with 0, every sample is read
     from disk each time. The validation benchmarks, read again at every validation, are kept the same
     way under their own budget of this size (x eval_num_workers). The samples are the same either way
     (reading is deterministic)."""
@@ -117,6 +117,7 @@ class GeometryDataModule(L.LightningDataModule):
         self._val_specs, self._test_specs = list(val_datasets), list(test_datasets)
         self.train_sources: list[tuple[str, Dataset, float]] = []
         self._train_sets: list[Dataset] | None = None
+        self._train_dataset: Dataset | None = None
         self._val_kept: list[tuple[str, Dataset]] | None = None
         self._train_sampler: MixedBatchSampler | None = None
         self._resume_batches = 0
@@ -168,15 +169,20 @@ class GeometryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         c = self.config
         rank, world = self._rank_world()
-        if self._train_sets is None:  # the sources as read: from memory after a first read when they fit
+        if self._train_dataset is None:
+            # From memory after a first read when the sources fit (both flips kept: twice the size).
+            flips = 2 if c.hflip_prob > 0 else 1
             self._train_sets = keep_in_memory([ds for _, ds, _ in self.train_sources], c.sample_cache_mb,
-                                              copies=c.num_workers)
-        concat = ConcatDataset(self._train_sets)
+                                              copies=max(1, c.num_workers) * flips)
+            concat = ConcatDataset(self._train_sets)
+            dataset = FlippedIndexDataset(concat, hflip) if flips == 2 else concat
+            in_memory = isinstance(self._train_sets[0], InMemoryDataset)
+            self._train_dataset = InMemoryDataset(dataset) if in_memory and flips == 2 else dataset
+        dataset = self._train_dataset
         sampler = MixedBatchSampler(
             [len(ds) for _, ds, _ in self.train_sources], c.batch_size, [p for _, _, p in self.train_sources],
             num_batches=c.batches_per_epoch, seed=c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
         )
-        dataset = FlippedIndexDataset(concat, hflip) if c.hflip_prob > 0 else concat
         sampler.start_batch, self._resume_batches = self._resume_batches, 0
         self._train_sampler = sampler
         return DeferredLoader(dataset, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory,

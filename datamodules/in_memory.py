@@ -47,8 +47,9 @@ def keep_in_memory(datasets: list[Dataset], budget_mb: float, copies: int = 1,
                    what: str = "training samples") -> list[Dataset]:
     """`datasets` wrapped in InMemoryDataset when they fit together in `budget_mb` MiB, else unchanged.
 
-    The size is estimated as bytes of each dataset's first sample x its length x `copies` (loader
-    workers each keep their own); the first samples read here are kept. budget_mb <= 0: unchanged.
+    The size is estimated as bytes of each dataset's first sample x its length x `copies` (how many
+    copies will be held: one per loader worker, x 2 when both flips are kept); the first samples read
+    here are kept. budget_mb <= 0: unchanged.
     `what` names the datasets in the log line.
     """
     if budget_mb <= 0 or not datasets:

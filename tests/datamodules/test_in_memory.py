@@ -71,6 +71,8 @@ def test_datamodule_batches_are_the_same_with_samples_in_memory(tmp_path):
     memory, dm_mem = batches(64)
     assert not isinstance(dm_disk._train_sets[0], InMemoryDataset)
     assert isinstance(dm_mem._train_sets[0], InMemoryDataset) and len(dm_mem._train_sets[0].items) == 4
+    assert isinstance(dm_mem._train_dataset, InMemoryDataset)  # flipped samples kept too
+    assert len(dm_mem._train_dataset.items) > 4 and max(dm_mem._train_dataset.items) >= 4  # some flipped
     assert len(disk) == len(memory) == 12
     for x, y in zip(disk, memory):
         assert x.keys() == y.keys()
