@@ -19,6 +19,9 @@ MAX_EPOCHS  ?=
 MAX_STEPS   ?=
 CHECKPOINTS ?=
 PRIORS_OUT  ?= lightning_modules/backbones/assets
+BENCH_EPOCHS  ?= 10
+BENCH_REPEATS ?= 2
+BENCH_BASE    ?=
 
 SYNTH_DIR   := data/synthetic
 CFG         := experiments/configs
@@ -122,7 +125,7 @@ released_eval = $(if $(RELEASED),$(RUN) evaluate --config $(CFG)/fe2e.yaml $(DAT
 	experiment=fe2e-released run=released)
 .PHONY: help venv test test-slow test-gpu lint synth ablation-editor-vs-t2i ablation-paradigms ablation-fe2e fe2e merge \
         genpercept genpercept-depth genpercept-normal \
-        table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-gpu clean
+        table-depth table-normal priors tensorboard bench-metrics bench-data bench-predict bench-threads bench-train bench-gpu clean
 
 help: ## list the targets and variables
 	@echo "FE2E-Lightning: editor vs text-to-image generator fine-tuned for depth and normals."
@@ -149,6 +152,8 @@ help: ## list the targets and variables
 	@echo "  SEEDS        fine-tuning seeds of ablation-editor-vs-t2i [$(SEEDS)] (>= 3 for the verdict)"
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
 	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
+	@echo "  BENCH_EPOCHS / BENCH_REPEATS  bench-train: epochs of each timed run [$(BENCH_EPOCHS)] (the study: 30), repeats [$(BENCH_REPEATS)]"
+	@echo "  BENCH_BASE   bench-train: a checkout of another commit (e.g. a worktree of main) timed in the same repeats"
 	@echo
 	@echo "Re-running a training target: a finished run whose resolved config is unchanged is kept (not retrained),"
 	@echo "an unfinished one resumes from checkpoints/last.ckpt, a changed config or FORCE=1 retrains after moving"
@@ -258,6 +263,9 @@ bench-predict: $(STAMP) ## predict: the model's time vs writing its outputs (bef
 
 bench-threads: $(STAMP) ## torch threads 1 vs 2 (active vs passive OpenMP wait), other core idle and busy
 	$(PY) -m experiments.bench.threads
+
+bench-train: $(STAMP) $(SYNTH_DIR)/SYNTHETIC.txt ## whole `train` of the study's default (steps/s) vs the bare loop, ratio; --help start-up; BENCH_BASE=checkout: before/after
+	$(PY) -m experiments.bench.train --epochs $(BENCH_EPOCHS) --repeats $(BENCH_REPEATS) $(if $(BENCH_BASE),--base $(BENCH_BASE))
 
 bench-gpu: $(STAMP) ## full-size FLUX DiT + LoRA r64 step time, memory, MFU (needs a GPU)
 	$(PY) -m experiments.bench.gpu

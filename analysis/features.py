@@ -14,15 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from analysis.curves import wrap_to_width
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +117,13 @@ def plot_feature_grid(entries: Sequence, out_png: str | Path, cmap: str = "rainb
     2.0 in per row, plus room for the title lines.
     Writes a PNG of exactly figsize * dpi pixels and returns its path.
     """
+    import matplotlib  # here, not at import: training imports feature_norm_map and needs no plotting
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.curves import wrap_to_width
+
     if not entries:
         raise ValueError("plot_feature_grid: no entries")
     entries = [FeatureRow(*e) for e in entries]

@@ -16,6 +16,7 @@ import lightning as L
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from datamodules.hypersim import HypersimDataset
+from datamodules.in_memory import InMemoryDataset, keep_in_memory
 from datamodules.io_utils import OnBadSample
 from datamodules.samplers import (
     DeferredLoader,
@@ -89,6 +90,19 @@ class DataConfig:
     """Pin loader memory (useful on GPU)."""
     eval_num_workers: int = 0
     """Worker processes for each val/test loader."""
+    sample_cache_mb: float = 1024.0
+    """Keep decoded training samples, both flips, in memory after their first read when the whole
+    training set fits in this many MiB: its size is estimated from each source's first sample x its
+    length, x 2 with flips, x max(1, num_workers) (each loader worker keeps its own copy). Else, or with 0, every sample is read
+    from disk each time. The validation benchmarks, read again at every validation, are kept the same
+    way under their own budget of this size (x eval_num_workers). The samples are the same either way
+    (reading is deterministic)."""
+    latent_cache_mb: float = 1024.0
+    """Host memory (MiB) for the frozen VAE's posterior of every training input, encoded once and
+    sampled at every step with the same draws (bit-identical latents; lightning_modules/latent_cache.py).
+    ~2 bytes per input pixel per target (image, depth, normal) and flip: ~8 MB for the embedded
+    default, 9.4 MB per sample at 768x1024; a training set that needs more is encoded at every step
+    (the cache turns itself off). 0 = off."""
 
 
 class GeometryDataModule(L.LightningDataModule):
@@ -106,6 +120,9 @@ class GeometryDataModule(L.LightningDataModule):
         self.config = config
         self._val_specs, self._test_specs = list(val_datasets), list(test_datasets)
         self.train_sources: list[tuple[str, Dataset, float]] = []
+        self._train_sets: list[Dataset] | None = None
+        self._train_dataset: Dataset | None = None
+        self._val_kept: list[tuple[str, Dataset]] | None = None
         self._train_sampler: MixedBatchSampler | None = None
         self._resume_batches = 0
         self.val_sets: list[tuple[str, Dataset]] = []
@@ -156,12 +173,20 @@ class GeometryDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         c = self.config
         rank, world = self._rank_world()
-        concat = ConcatDataset([ds for _, ds, _ in self.train_sources])
+        if self._train_dataset is None:
+            # From memory after a first read when the sources fit (both flips kept: twice the size).
+            flips = 2 if c.hflip_prob > 0 else 1
+            self._train_sets = keep_in_memory([ds for _, ds, _ in self.train_sources], c.sample_cache_mb,
+                                              copies=max(1, c.num_workers) * flips)
+            concat = ConcatDataset(self._train_sets)
+            dataset = FlippedIndexDataset(concat, hflip) if flips == 2 else concat
+            in_memory = isinstance(self._train_sets[0], InMemoryDataset)
+            self._train_dataset = InMemoryDataset(dataset) if in_memory and flips == 2 else dataset
+        dataset = self._train_dataset
         sampler = MixedBatchSampler(
             [len(ds) for _, ds, _ in self.train_sources], c.batch_size, [p for _, _, p in self.train_sources],
             num_batches=c.batches_per_epoch, seed=0 if c.seed is None else c.seed, num_replicas=world, rank=rank, flip_prob=c.hflip_prob,
         )
-        dataset = FlippedIndexDataset(concat, hflip) if c.hflip_prob > 0 else concat
         sampler.start_batch, self._resume_batches = self._resume_batches, 0
         self._train_sampler = sampler
         return DeferredLoader(dataset, batch_sampler=sampler, num_workers=c.num_workers, pin_memory=c.pin_memory,
@@ -192,7 +217,12 @@ class GeometryDataModule(L.LightningDataModule):
         ]
 
     def val_dataloader(self) -> list[DataLoader]:
-        return self._eval_loaders(self.val_sets)
+        if self._val_kept is None:  # validation re-reads its benchmarks every time: kept when they fit
+            names = [name for name, _ in self.val_sets]
+            kept = keep_in_memory([ds for _, ds in self.val_sets], self.config.sample_cache_mb,
+                                  copies=self.config.eval_num_workers, what="validation benchmarks")
+            self._val_kept = list(zip(names, kept))
+        return self._eval_loaders(self._val_kept)
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders(self.test_sets)

@@ -14,8 +14,7 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
-
-from experiments.config_loading import ConfigError  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 
 COMMANDS = {
     "train": ("train", "fine-tune a backbone (FE2E editor, T2I generator, GenPercept) from YAML config + key=value"),
@@ -33,21 +32,44 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every sub-command, with the arguments of those in `commands` (default: all).
+
+    Each sub-command's arguments come from its module, which imports what its `run` needs (torch,
+    Lightning, ...): `main` builds them only for the command it runs, so `--help` imports none.
+    """
     parser = argparse.ArgumentParser(prog="python -m experiments",
                                      description="FE2E-Lightning: editor vs generator fine-tuned for dense geometry.")
     parser.add_argument("--log-level", default="INFO", help="python logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
-        importlib.import_module(f"experiments.commands.{module}").add_arguments(cmd)
+        if commands is None or name in commands:
+            importlib.import_module(f"experiments.commands.{module}").add_arguments(cmd)
     return parser
 
 
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in `argv` (the first word that is not an option or --log-level's value)."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word == "--log-level":
+            skip = True
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = requested_command(argv)
+    args = build_parser([command] if command else []).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     module = importlib.import_module(f"experiments.commands.{COMMANDS[args.command][0]}")
+    from experiments.config_loading import ConfigError
+
     try:
         module.run(args)
     except (ConfigError, FileNotFoundError, FileExistsError, KeyError, ValueError) as err:

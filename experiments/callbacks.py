@@ -66,6 +66,30 @@ class FeatureProbe(L.Callback):
 
 
 
+class ValidateAtEnd(L.Callback):
+    """Validation also after the run's last training batch, whatever the cadence.
+
+    Lightning validates every `check_val_every_n_epoch` epochs (or every `val_check_interval`
+    batches), so a run whose length is not a multiple of the cadence (12 epochs validated every 5,
+    or `max_steps` reached in the middle of an epoch) would end unvalidated. At the last batch of
+    the last epoch, or at the batch that reaches `max_steps`, this asks the loop to validate after
+    it: the epoch check is set to every epoch and `should_stop` (which makes Lightning validate the
+    batch it stops at). A run whose last epoch is on the cadence validates once, as before.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, module, outputs, batch, batch_idx: int) -> None:
+        if not trainer.enable_validation:
+            return
+        last_epoch_end = (trainer.max_epochs is not None and trainer.max_epochs > 0
+                          and trainer.current_epoch + 1 >= trainer.max_epochs
+                          and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        step_limit = trainer.max_steps is not None and 0 < trainer.max_steps <= trainer.global_step
+        if last_epoch_end or step_limit:
+            if trainer.check_val_every_n_epoch is not None:
+                trainer.check_val_every_n_epoch = 1
+            trainer.should_stop = True
+
+
 class SkipCounts(L.Callback):
     """Counts of bad training samples skipped (policy 'skip'), summed over loader workers and ranks.
 

@@ -187,6 +187,9 @@ def _check_data(data: DataConfig) -> None:
     if data.num_workers < 0 or data.eval_num_workers < 0:
         raise ValueError(f"data.num_workers={data.num_workers}, data.eval_num_workers={data.eval_num_workers}: "
                          "expected >= 0")
+    if data.sample_cache_mb < 0 or data.latent_cache_mb < 0:
+        raise ValueError(f"data.sample_cache_mb={data.sample_cache_mb}, data.latent_cache_mb={data.latent_cache_mb}: "
+                         "expected >= 0 MiB (0 = off)")
     if data.batches_per_epoch is not None and data.batches_per_epoch < 1:
         raise ValueError(f"data.batches_per_epoch={data.batches_per_epoch}: expected >= 1 or null")
 

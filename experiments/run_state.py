@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 FINISHED_FILE = "FINISHED.json"
 RUN_CONTROL_KEYS = ("resume", "overwrite", "existing_run")
 """Config keys that say how to start, not what to train: ignored when comparing configs."""
+SPEED_KEYS = ("data.sample_cache_mb", "data.latent_cache_mb")
+"""Dotted config keys that change how fast a run trains, never what it computes (the caches are
+exact): ignored when comparing configs, so runs trained before they existed are kept."""
 REPLACED_TAG = ".replaced-"
 
 
@@ -73,6 +76,13 @@ def comparable_config(yaml_text: str) -> dict:
     evaluation = data.get("evaluation")
     if isinstance(evaluation, dict) and is_legacy_protocol_file(evaluation.get("protocol_file")):
         evaluation["protocol_file"] = None  # older runs froze the packaged table's pre-move path: the same table
+    for dotted in SPEED_KEYS:
+        *parents, leaf = dotted.split(".")
+        section = data
+        for name in parents:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(leaf, None)
     return data
 
 

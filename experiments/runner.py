@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from experiments.callbacks import FeatureProbe, SkipCounts
+from experiments.callbacks import FeatureProbe, SkipCounts, ValidateAtEnd
 from experiments.checkpoints import first_line, read_checkpoint
 from experiments.config import ExperimentConfig
 from experiments.config_loading import to_yaml
@@ -21,6 +21,7 @@ from lightning_modules.fe2e import FE2EModule
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
 from lightning_modules.genpercept import GenPerceptModule
 from lightning_modules.geometry_module import DenseGeometryModule
+from lightning_modules.latent_cache import LatentCache
 from lightning_modules.merge import MergeModule
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,10 @@ def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
     section = METHOD_SECTIONS.get(cfg.method)
     if section:
         kwargs[section] = getattr(cfg, section)
-    return cls(**kwargs)
+    module = cls(**kwargs)
+    if cfg.data.latent_cache_mb > 0:
+        module.latent_cache = LatentCache(cfg.data.latent_cache_mb)
+    return module
 
 
 def build_strategy(cfg: ExperimentConfig):
@@ -91,6 +95,7 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
         callbacks.append(build_scorer(cfg, meta=meta))
     if train:
         callbacks.append(LearningRateMonitor(logging_interval="step"))  # `train/lr`: the scheduler's name
+        callbacks.append(ValidateAtEnd())
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
                                          every_n_epochs=1))

@@ -33,6 +33,7 @@ from lightning_modules.encoding import (
     latent_valid_mask,
     quantize_depth,
 )
+from lightning_modules.latent_cache import LatentCache
 from lightning_modules.objectives import ObjectiveConfig, build_objective
 from lightning_modules.optim import OptimConfig, build_optimizer
 
@@ -143,21 +144,34 @@ class DenseGeometryModule(L.LightningModule):
         return self.sample_generators(stage, names) if names else self.step_generator(stage)
 
     # ------------------------------------------------------------------------------ targets
+    latent_cache: LatentCache | None = None
+    """Memoised VAE posteriors of the training inputs (lightning_modules/latent_cache.py: exact draws),
+    set by experiments.runner.build_module from data.latent_cache_mb; None = every batch is encoded."""
+
     @torch.no_grad()
     def encode_batch(self, batch: dict[str, Any], generator: torch.Generator | None,
                      sample: bool = True) -> dict[str, torch.Tensor]:
         """VAE latents of a training batch: image z_I, depth z_D (quantized), normal z_N when needed.
 
         Returns a dict with "image", "depth", optionally "normal" (B,16,h,w) and "latent_valid"
-        (B,1,h,w) bool, True where every pixel under the latent cell is valid.
+        (B,1,h,w) bool, True where every pixel under the latent cell is valid. The draws are
+        `backbone.encode`'s, in this order, whether or not `latent_cache` serves the posteriors.
         """
-        bb = self.backbone
+        bb, cache = self.backbone, self.latent_cache
+
+        def encode(make, *sources: torch.Tensor, tag: str = "") -> torch.Tensor:
+            """make(*sources): the encoder input, a pure function of the sources (the cache's key)."""
+            if cache is None:
+                return bb.encode(make(*sources), sample=sample, generator=generator)
+            return cache.encode(bb, lambda: make(*sources), sample=sample, generator=generator,
+                                sources=sources, tag=tag)
+
         valid = batch["valid_mask"].bool()
-        latents = {"image": bb.encode(batch["rgb"], sample=sample, generator=generator)}
-        depth_rgb = quantize_depth(batch["depth"], valid, self.quantization)
-        latents["depth"] = bb.encode(depth_rgb, sample=sample, generator=generator)
+        latents = {"image": encode(lambda rgb: rgb, batch["rgb"], tag="rgb")}
+        latents["depth"] = encode(lambda depth, mask: quantize_depth(depth, mask, self.quantization),
+                                  batch["depth"], valid, tag=f"depth:{self.quantization}")
         if self.objective_cfg.joint_estimation:
-            latents["normal"] = bb.encode(encode_normals(batch["normal"]), sample=sample, generator=generator)
+            latents["normal"] = encode(encode_normals, batch["normal"], tag="normal")
         latents["latent_valid"] = latent_valid_mask(valid, bb.vae_scale_factor)
         return latents
 

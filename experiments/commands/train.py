@@ -15,22 +15,7 @@ import dataclasses
 import logging
 import time
 
-import lightning as L
-from lightning.fabric.utilities.rank_zero import _get_rank
-
 from experiments.commands import add_config_arguments
-from experiments.config import load_experiment
-from experiments.datasets import benchmark_factories, build_datamodule
-from experiments.preflight import check_for_training
-from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
-from experiments.runner import (
-    build_module,
-    build_trainer,
-    record_cost,
-    resolve_checkpoint,
-    update_metrics_meta,
-    write_run_metadata,
-)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +36,8 @@ def benchmark_list(text: str) -> list[str]:
 
 def check_evaluation(cfg, text: str) -> None:
     """The --evaluate benchmarks exist in the protocol table and their root is a folder (before training)."""
+    from experiments.datasets import benchmark_factories
+
     ev = dataclasses.replace(cfg.evaluation, benchmarks=benchmark_list(text))
     benchmark_factories(dataclasses.replace(cfg, evaluation=ev))
 
@@ -64,6 +51,23 @@ def evaluate_run(cfg, text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    # Imported here, not with the module: `train --help` then starts without torch and Lightning.
+    import lightning as L
+    from lightning.fabric.utilities.rank_zero import _get_rank
+
+    from experiments.config import load_experiment
+    from experiments.datasets import build_datamodule
+    from experiments.preflight import check_for_training
+    from experiments.run_state import RunPlan, apply_plan, mark_finished, plan_run
+    from experiments.runner import (
+        build_module,
+        build_trainer,
+        record_cost,
+        resolve_checkpoint,
+        update_metrics_meta,
+        write_run_metadata,
+    )
+
     cfg = load_experiment(args.config, args.overrides)
     # Launched ranks (torchrun, SLURM, Lightning's subprocess launcher) may start while rank 0 already
     # writes the folder: only rank 0 refuses or moves an old run aside; under 'keep' the others reach
@@ -94,6 +98,8 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt))
     seconds = time.perf_counter() - start
+    if module.latent_cache is not None:
+        log.info(module.latent_cache.summary())
     if trainer.interrupted:
         log.warning("training was interrupted: %s is unfinished; re-run to resume from its last checkpoint",
                     cfg.run_dir)

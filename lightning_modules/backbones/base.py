@@ -58,6 +58,23 @@ class GeometryBackbone(nn.Module):
         """
         raise NotImplementedError
 
+    def posterior(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VAE's diagonal Gaussian posterior of RGB (B,3,H,W) in [-1,1]: (mean, std), float32, in the
+        VAE's own latent layout and units (before shift and scale; Qwen-Image's keep their frame axis).
+
+        `encode(rgb, sample, generator)` equals `latent_from_posterior(*posterior(rgb), sample, generator)`,
+        so a frozen VAE's posterior can be computed once and sampled many times (latent_cache.py).
+        Backbones without this split raise NotImplementedError (their latents are then never cached).
+        """
+        raise NotImplementedError
+
+    def latent_from_posterior(self, mean: torch.Tensor, std: torch.Tensor, sample: bool = False,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        """The latent (B,16,H/8,W/8) of `encode` from a `posterior`: sample=True draws mean + std * eps
+        with eps from ONE randn call of the posterior's shape on `generator` (as diffusers' sampler),
+        False takes the mean; then shifted and scaled."""
+        raise NotImplementedError
+
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent (B,16,h,w) -> RGB (B,3,8h,8w) float32, nominally in [-1,1] (not clamped)."""
         raise NotImplementedError

@@ -49,10 +49,22 @@ class DiTBackbone(GeometryBackbone):
     # --- VAE (always float32, never autocast) ----------------------------------------------------
     def encode(self, rgb: torch.Tensor, sample: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.latent_from_posterior(*self.posterior(rgb), sample=sample, generator=generator)
+
+    def posterior(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with _no_autocast(rgb.device):
             x = rgb.float()
             dist = self.vae.encode(x[:, :, None] if self.video_vae else x).latent_dist
-            z = dist.sample(generator) if sample else dist.mode()
+            return dist.mean, dist.std
+
+    def latent_from_posterior(self, mean: torch.Tensor, std: torch.Tensor, sample: bool = False,
+                              generator: torch.Generator | None = None) -> torch.Tensor:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        with _no_autocast(mean.device):
+            # diffusers' DiagonalGaussianDistribution.sample: one randn_tensor call, mean + std * eps
+            z = mean + std * randn_tensor(mean.shape, generator=generator, device=mean.device,
+                                          dtype=mean.dtype) if sample else mean
             if self.video_vae:
                 z = z[:, :, 0]
             return (z - self.latent_shift) * self.latent_scale

@@ -315,15 +315,15 @@ def test_item4_crash_resume_keep_and_retrain_through_train(tmp_path, data_overri
     checkpoint, a finished one is kept untouched, a changed config moves it aside and retrains."""
     import lightning as L
 
-    import experiments.commands.train as train_cmd
+    import experiments.runner as runner  # `train` imports build_trainer from here when it runs
 
     class CrashAt(L.Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == 2:
                 raise _Crash("power cut")
 
-    real = train_cmd.build_trainer
-    monkeypatch.setattr(train_cmd, "build_trainer", lambda cfg, train=True: real(cfg, train=train, callbacks=[CrashAt()]))
+    real = runner.build_trainer
+    monkeypatch.setattr(runner, "build_trainer", lambda cfg, train=True: real(cfg, train=train, callbacks=[CrashAt()]))
     runs = tmp_path / "runs"
     args = ["train", "--config", FE2E, *data_overrides, f"runs_dir={runs}", "data.batches_per_epoch=3",
             "trainer.max_epochs=1", "evaluation.benchmarks=[]", "features.blocks=[]",
@@ -333,7 +333,7 @@ def test_item4_crash_resume_keep_and_retrain_through_train(tmp_path, data_overri
         main(args)
     assert not (run_dir / FINISHED_FILE).exists()
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 1
-    monkeypatch.setattr(train_cmd, "build_trainer", real)
+    monkeypatch.setattr(runner, "build_trainer", real)
 
     with caplog.at_level(logging.INFO):
         assert main(args) == 0
