@@ -15,6 +15,9 @@ it validates every 5 epochs and at the last one). Each repeat measures, interlea
   loading, no validation. Seconds per step over all steps after one warm-up step;
 - start-up: wall seconds of `python -m experiments --help` and `python -m experiments train --help`.
 
+CPU seconds (user + system, all threads) are reported beside wall seconds: on a shared machine other
+jobs stretch wall time far more than CPU time.
+
 With --base DIR (a checkout of another commit holding data/ and the same configs, e.g. a worktree of
 main), the whole train and the start-up are also measured on DIR's code in the same repeats, so
 before/after figures share the machine's load. Prints the median of each figure, the whole/bare
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -55,15 +59,21 @@ def train_command(epochs: int, runs_dir: str, run: str) -> list[str]:
                    "existing_run=retrain"]
 
 
-def time_whole_train(code_root: Path, epochs: int, runs_dir: str, run: str) -> tuple[float, int]:
-    """(wall seconds, optimizer steps) of one `train` command run with `code_root` as working folder."""
-    start = time.perf_counter()
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_whole_train(code_root: Path, epochs: int, runs_dir: str, run: str) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, optimizer steps) of one `train` command run in `code_root`."""
+    start, cpu = time.perf_counter(), children_cpu()
     proc = subprocess.run(train_command(epochs, runs_dir, run), cwd=code_root, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, children_cpu() - cpu
     if proc.returncode != 0:
         raise RuntimeError(f"train in {code_root} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     finished = Path(runs_dir) / "ablation-editor-vs-t2i" / run / "FINISHED.json"
-    return seconds, int(json.loads(finished.read_text())["steps"])
+    return seconds, cpu, int(json.loads(finished.read_text())["steps"])
 
 
 def time_help(code_root: Path, argv: list[str]) -> float:
@@ -88,7 +98,8 @@ def commit_of(root: Path) -> str:
 def bare_loop(epochs: int) -> dict:
     """Entry of the bare-loop child: the model of the whole train, trained without Lightning.
 
-    Returns {"steps": timed steps, "seconds": their wall time, "loss": the last loss}.
+    Returns {"steps": timed steps, "seconds": their wall time, "cpu": their CPU time (all threads),
+    "loss": the last loss}.
     """
     import lightning as L
     import torch
@@ -125,21 +136,22 @@ def bare_loop(epochs: int) -> dict:
         return float(losses["loss"].detach())
 
     step(0)  # warm-up: allocator, thread pool, optimizer state
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     loss = 0.0
     for i in range(1, total):
         loss = step(i)
-    return {"steps": total - 1, "seconds": time.perf_counter() - start, "loss": loss}
+    return {"steps": total - 1, "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+            "loss": loss}
 
 
-def time_bare(epochs: int) -> tuple[float, int]:
-    """(seconds, steps) of the bare loop in a fresh child process."""
+def time_bare(epochs: int) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, steps) of the bare loop in a fresh child process."""
     proc = subprocess.run([sys.executable, "-m", "experiments.bench.train", "--child-bare", "--epochs", str(epochs)],
                           cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"bare loop failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out["seconds"], out["steps"]
+    return out["seconds"], out["cpu"], out["steps"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,27 +183,33 @@ def main(argv: list[str] | None = None) -> None:
             for label, root in roots.items():
                 for name, hargv in helps.items():
                     rows.setdefault(f"{label} {name} s", []).append(time_help(root, hargv))
-                seconds, steps = time_whole_train(root, args.epochs, tmp, f"{label}-r{r}")
+                seconds, cpu, steps = time_whole_train(root, args.epochs, tmp, f"{label}-r{r}")
                 rows.setdefault(f"{label} whole train s/step", []).append(seconds / steps)
+                rows.setdefault(f"{label} whole train cpu/step", []).append(cpu / steps)
                 print(f"  repeat {r}: {label} whole train {steps} steps in {seconds:.1f} s "
-                      f"({steps / seconds:.2f} steps/s)", flush=True)
-            seconds, steps = time_bare(args.epochs)
+                      f"({steps / seconds:.2f} steps/s; CPU {cpu:.1f} s)", flush=True)
+            seconds, cpu, steps = time_bare(args.epochs)
             rows.setdefault("bare loop s/step", []).append(seconds / steps)
-            print(f"  repeat {r}: bare loop {steps} steps in {seconds:.1f} s ({steps / seconds:.2f} steps/s)",
-                  flush=True)
+            rows.setdefault("bare loop cpu/step", []).append(cpu / steps)
+            print(f"  repeat {r}: bare loop {steps} steps in {seconds:.1f} s ({steps / seconds:.2f} steps/s; "
+                  f"CPU {cpu:.1f} s)", flush=True)
     med = {key: statistics.median(values) for key, values in rows.items()}
-    bare = med["bare loop s/step"]
+    bare, bare_cpu = med["bare loop s/step"], med["bare loop cpu/step"]
     print(f"\nmedians over {args.repeats} repeats (load average at end {os.getloadavg()[0]:.2f}):")
-    print(f"  bare loop (forward+backward+clip+AdamW on cached latents): {1 / bare:.2f} steps/s")
+    print(f"  bare loop (forward+backward+clip+AdamW on cached latents): {1 / bare:.2f} steps/s "
+          f"({bare_cpu * 1e3:.0f} ms CPU per step)")
     for label in roots:
-        whole = med[f"{label} whole train s/step"]
-        print(f"  {label}: whole train {1 / whole:.2f} steps/s, whole / bare = {whole / bare:.2f}x "
-              f"(target <= 2); --help {med[f'{label} --help s']:.2f} s, train --help "
+        whole, whole_cpu = med[f"{label} whole train s/step"], med[f"{label} whole train cpu/step"]
+        per_repeat = [w / b for w, b in zip(rows[f"{label} whole train s/step"], rows["bare loop s/step"])]
+        print(f"  {label}: whole train {1 / whole:.2f} steps/s, whole / bare = {whole / bare:.2f}x wall time "
+              f"(target <= 2; per repeat " + ", ".join(f"{x:.2f}x" for x in per_repeat) + f"), "
+              f"{whole_cpu / bare_cpu:.2f}x CPU time; --help {med[f'{label} --help s']:.2f} s, train --help "
               f"{med[f'{label} train --help s']:.2f} s")
     if "base" in roots:
-        for key in ("whole train s/step", "--help s", "train --help s"):
+        for key, what in (("whole train s/step", "whole train, wall"), ("whole train cpu/step", "whole train, CPU"),
+                          ("--help s", "--help"), ("train --help s", "train --help")):
             ratios = [b / n for b, n in zip(rows[f"base {key}"], rows[f"now {key}"])]
-            print(f"  base / now, {key.rsplit(' ', 1)[0]}: per repeat " + ", ".join(f"{x:.2f}x" for x in ratios)
+            print(f"  base / now, {what}: per repeat " + ", ".join(f"{x:.2f}x" for x in ratios)
                   + f" (median {statistics.median(ratios):.2f}x)")
 
 
