@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from datamodules.benchmarks.protocol import load_protocols
+from datamodules.benchmarks.sizing import check_input_scale
 from lightning_modules.choices import check_choices
 from lightning_modules.encoding import affine_invariant_to_space
 from lightning_modules.files import read_json, write_json_atomic, write_text_atomic
@@ -67,8 +68,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_choices(self, "evaluation")
-        if not 0 < self.input_scale <= 4:
-            raise ValueError(f"input_scale must be in (0, 4], got {self.input_scale}")
+        check_input_scale(self.input_scale)
 
 
 def sum_over_ranks(trainer: L.Trainer, device: torch.device, value: int) -> int:

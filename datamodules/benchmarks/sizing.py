@@ -12,6 +12,13 @@ REFERENCE_SIZE = (768, 1024)
 """(H, W) of FE2E's main bucket; a user's image is resized to this many pixels times input_scale^2."""
 
 
+def check_input_scale(input_scale: float) -> float:
+    """`input_scale` if it is in (0, 4], else ValueError naming the allowed range."""
+    if not 0 < input_scale <= 4:
+        raise ValueError(f"input_scale must be in (0, 4], got {input_scale}")
+    return input_scale
+
+
 def round_to_multiple(value: float, multiple: int = MULTIPLE) -> int:
     """`value` rounded to the nearest multiple of `multiple`, at least one multiple."""
     return max(multiple, int(round(value / multiple)) * multiple)
@@ -22,8 +29,7 @@ def scaled_input_size(size: tuple[int, int], input_scale: float = 1.0) -> tuple[
 
     input_scale 1.0 = the paper's buckets; the embedded default (models trained at ~96x128) uses 0.25.
     """
-    if not 0 < input_scale <= 4:
-        raise ValueError(f"input_scale must be in (0, 4], got {input_scale}")
+    check_input_scale(input_scale)
     return tuple(round_to_multiple(s * input_scale) for s in size)  # type: ignore[return-value]
 
 
@@ -36,8 +42,7 @@ def aspect_input_size(height: int, width: int, input_scale: float = 1.0) -> tupl
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {(height, width)}")
-    if not 0 < input_scale <= 4:
-        raise ValueError(f"input_scale must be in (0, 4], got {input_scale}")
+    check_input_scale(input_scale)
     area = REFERENCE_SIZE[0] * REFERENCE_SIZE[1] * input_scale**2
     h = math.sqrt(area * height / width)
     return round_to_multiple(h), round_to_multiple(h * width / height)

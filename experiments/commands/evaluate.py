@@ -90,8 +90,16 @@ def config_run(args: argparse.Namespace, overrides: list[str]) -> ExperimentConf
     return cfg
 
 
+def benchmark_list(text: str) -> list[str]:
+    """'kitti, nyuv2' -> ['kitti', 'nyuv2'] (--benchmarks, train's --evaluate); ValueError when it names none."""
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names:
+        raise ValueError(f"{text!r}: expected comma-separated benchmark names, e.g. kitti,nyuv2")
+    return names
+
+
 def run(args: argparse.Namespace) -> None:
-    benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
+    benchmarks = benchmark_list(args.benchmarks)
     overrides = [*args.overrides, f"evaluation.benchmarks=[{','.join(benchmarks)}]"]
     if args.checkpoint is not None:
         run_dir, ckpt = locate_run(args.checkpoint)

@@ -26,16 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "YAML config (repeatable; later files override earlier ones)")
 
 
-def benchmark_list(text: str) -> list[str]:
-    """'kitti, nyuv2' -> ['kitti', 'nyuv2']; ValueError when it names none."""
-    names = [b.strip() for b in text.split(",") if b.strip()]
-    if not names:
-        raise ValueError(f"--evaluate {text!r}: expected comma-separated benchmark names, e.g. kitti,nyuv2")
-    return names
-
-
 def check_evaluation(cfg, text: str) -> None:
     """The --evaluate benchmarks exist in the protocol table and their root is a folder (before training)."""
+    from experiments.commands.evaluate import benchmark_list
     from experiments.datasets import benchmark_factories
 
     ev = dataclasses.replace(cfg.evaluation, benchmarks=benchmark_list(text))
