@@ -96,12 +96,15 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
     if train:
         callbacks.append(LearningRateMonitor(logging_interval="step"))  # `train/lr`: the scheduler's name
         callbacks.append(ValidateAtEnd())
+        # Both callbacks rewrite the ONE last.ckpt a resume reads: without enable_version_counter=False,
+        # the second to write it would find the other's file and write last-v1.ckpt instead.
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
                                          auto_insert_metric_name=False, save_last=True, save_top_k=-1,
-                                         every_n_epochs=1))
+                                         every_n_epochs=1, enable_version_counter=False))
         if t.checkpoint_every_n_steps:  # refreshes last.ckpt only, between the epoch checkpoints
             callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", save_last=True, save_top_k=0,
-                                             every_n_train_steps=t.checkpoint_every_n_steps))
+                                             every_n_train_steps=t.checkpoint_every_n_steps,
+                                             enable_version_counter=False))
         if cfg.features.blocks:
             callbacks.append(FeatureProbe(cfg.features.blocks, cfg.run_dir, cfg.features.every_n_epochs))
     optional = {k: getattr(t, k) for k in ("limit_train_batches", "limit_val_batches", "val_check_interval",

@@ -163,9 +163,10 @@ def test_item4_make_targets_pass_keep_and_force_retrains():
     assert "FORCE=1" in helptext and "moving" in helptext and "resumes" in helptext
 
 
-@pytest.mark.slow
 def test_item4_checkpoint_every_n_steps_refreshes_last_ckpt_mid_epoch(tmp_path, data_overrides):
-    """A crash in the middle of an epoch keeps the steps done: last.ckpt is written every N steps."""
+    """A crash in the middle of an epoch keeps the steps done: last.ckpt (the file a resume reads) is
+    rewritten every N steps, also after an epoch checkpoint wrote it, and no versioned copy
+    (last-v1.ckpt) is left beside it (two ModelCheckpoints once both claimed the name)."""
     import lightning as L
 
     from experiments.datasets import build_datamodule
@@ -173,17 +174,20 @@ def test_item4_checkpoint_every_n_steps_refreshes_last_ckpt_mid_epoch(tmp_path, 
 
     class Crash(L.Callback):
         def on_train_batch_end(self, trainer, *args):
-            if trainer.global_step == 2:
+            if trainer.global_step == 4:  # before the checkpoint callbacks' hooks of step 4
                 raise KeyError("simulated crash")
 
-    cfg = load_experiment([FE2E], [*data_overrides, f"runs_dir={tmp_path}", "data.batches_per_epoch=6",
+    cfg = load_experiment([FE2E], [*data_overrides, f"runs_dir={tmp_path}", "data.batches_per_epoch=2",
                                    "evaluation.benchmarks=[]", "features.blocks=[]",
-                                   "trainer.checkpoint_every_n_steps=1"])
+                                   "trainer.checkpoint_every_n_steps=3"])
     trainer = build_trainer(cfg, train=True, callbacks=[Crash()])
     with pytest.raises(KeyError, match="simulated crash"):
         trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
-    state = torch.load(cfg.run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    assert state["global_step"] == 1  # epoch 0 never ended: the step checkpoint before the crash
+    folder = cfg.run_dir / "checkpoints"
+    # steps 1-2 = epoch 0 (its end writes epoch000 and last), step 3 = the step refresh, step 4 crashes
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch000.ckpt", "last.ckpt"]
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert torch.load(folder / "epoch000.ckpt", weights_only=True)["global_step"] == 2
 
 
 # ---------------------------------------------------------------------------------------- item 7
