@@ -97,9 +97,12 @@ def build_trainer(cfg: ExperimentConfig, *, train: bool = True, callbacks: list 
         callbacks.append(LearningRateMonitor(logging_interval="step"))  # `train/lr`: the scheduler's name
         callbacks.append(ValidateAtEnd())
         # Both callbacks rewrite the ONE last.ckpt a resume reads: without enable_version_counter=False,
-        # the second to write it would find the other's file and write last-v1.ckpt instead.
+        # the second to write it would find the other's file and write last-v1.ckpt instead. At an epoch
+        # checkpoint last.ckpt becomes a relative symlink to it (save_last="link": one write, not two);
+        # the step refresh replaces the link by a file (Lightning saves to a temporary file and renames it
+        # over the path, so it never writes through the link into the epoch checkpoint).
         callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", filename="epoch{epoch:03d}",
-                                         auto_insert_metric_name=False, save_last=True, save_top_k=-1,
+                                         auto_insert_metric_name=False, save_last="link", save_top_k=-1,
                                          every_n_epochs=1, enable_version_counter=False))
         if t.checkpoint_every_n_steps:  # refreshes last.ckpt only, between the epoch checkpoints
             callbacks.append(ModelCheckpoint(dirpath=cfg.run_dir / "checkpoints", save_last=True, save_top_k=0,

@@ -172,7 +172,14 @@ def test_item4_checkpoint_every_n_steps_refreshes_last_ckpt_mid_epoch(tmp_path, 
     from experiments.datasets import build_datamodule
     from experiments.runner import build_module, build_trainer
 
+    links = []
+
     class Crash(L.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 2:  # epoch 0 has ended: last.ckpt links to its checkpoint
+                last = cfg.run_dir / "checkpoints" / "last.ckpt"
+                links.append((last.is_symlink() and os.readlink(last), last.resolve().name))
+
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == 4:  # before the checkpoint callbacks' hooks of step 4
                 raise KeyError("simulated crash")
@@ -187,6 +194,8 @@ def test_item4_checkpoint_every_n_steps_refreshes_last_ckpt_mid_epoch(tmp_path, 
     # steps 1-2 = epoch 0 (its end writes epoch000 and last), step 3 = the step refresh, step 4 crashes
     assert sorted(p.name for p in folder.iterdir()) == ["epoch000.ckpt", "last.ckpt"]
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert links == [("epoch000.ckpt", "epoch000.ckpt")]  # relative: valid wherever the run folder moves
+    assert not (folder / "last.ckpt").is_symlink()  # replaced the epoch-end link, did not write through it
     assert torch.load(folder / "epoch000.ckpt", weights_only=True)["global_step"] == 2
 
 
