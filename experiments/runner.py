@@ -56,6 +56,7 @@ def build_module(cfg: ExperimentConfig) -> DenseGeometryModule:
     module = cls(**kwargs)
     if cfg.data.latent_cache_mb > 0:
         module.latent_cache = LatentCache(cfg.data.latent_cache_mb)
+        module.val_latent_cache = LatentCache(cfg.data.latent_cache_mb, what="validation images")
     return module
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from lightning_modules.backbones.tokens import feature_norm_map
 from lightning_modules.encoding import decode_normals, dequantize_depth
 from lightning_modules.geometry_module import DenseGeometryModule, _as
+from lightning_modules.latent_cache import LatentCache
 from lightning_modules.objectives.genpercept import GenPerceptConfig, GenPerceptObjective
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,15 @@ class GenPerceptModule(DenseGeometryModule):
 
     @torch.no_grad()
     def predict_geometry(self, rgb: torch.Tensor, out_size: tuple[int, int] | None = None,
-                         generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """One deterministic forward (`generator` is unused). Returns "depth" (B,1,H',W') in [0, 1]
+                         generator: torch.Generator | None = None,
+                         cache: LatentCache | None = None) -> dict[str, torch.Tensor]:
+        """One deterministic forward (`generator` is unused; the image latent is the posterior's mode,
+        memoised in `cache` when given). Returns "depth" (B,1,H',W') in [0, 1]
         (the clamped channel mean mapped by (x + 1) / 2, affine-invariant in the quantization's
         space) for task depth, or "normal" (B,3,H',W') unit normals for task normal; (H',W') =
         out_size or the input size."""
         size = tuple(out_size or rgb.shape[-2:])
-        dense = self.objective.predict(self.backbone, self.backbone.encode(rgb, sample=False))
+        dense = self.objective.predict(self.backbone, self.encode_image(rgb, sample=False, cache=cache))
         if self.genpercept_cfg.task == "normal":
             return {"normal": decode_normals(dense, size=size)}
         depth = dequantize_depth(dense)

@@ -147,6 +147,9 @@ class DenseGeometryModule(L.LightningModule):
     latent_cache: LatentCache | None = None
     """Memoised VAE posteriors of the training inputs (lightning_modules/latent_cache.py: exact draws),
     set by experiments.runner.build_module from data.latent_cache_mb; None = every batch is encoded."""
+    val_latent_cache: LatentCache | None = None
+    """The same for the validation images (the same benchmark images at every validation), kept apart
+    so that validation never evicts the training entries; None = every validation encodes them."""
 
     @torch.no_grad()
     def encode_batch(self, batch: dict[str, Any], generator: torch.Generator | None,
@@ -186,14 +189,26 @@ class DenseGeometryModule(L.LightningModule):
         return losses["loss"]
 
     # ------------------------------------------------------------------------------ inference
+    def encode_image(self, rgb: torch.Tensor, sample: bool = False,
+                     generator: list[torch.Generator] | torch.Generator | None = None,
+                     cache: LatentCache | None = None) -> torch.Tensor:
+        """The image's VAE latent (B,16,h,w): `backbone.encode` (the posterior's mode, or a draw from it
+        with `generator`), its posterior memoised in `cache` when given (the same latents)."""
+        draws = list(generator) if isinstance(generator, Sequence) else generator
+        if cache is None:
+            return self.backbone.encode(rgb, sample=sample, generator=draws)
+        return cache.encode(self.backbone, rgb, sample=sample, generator=draws, tag="eval-rgb")
+
     @torch.no_grad()
     def predict_geometry(self, rgb: torch.Tensor, out_size: tuple[int, int] | None = None,
-                         generator: list[torch.Generator] | torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                         generator: list[torch.Generator] | torch.Generator | None = None,
+                         cache: LatentCache | None = None) -> dict[str, torch.Tensor]:
         """One zero-shot prediction.
 
         rgb: (B,3,H,W) in [-1,1], H and W multiples of 16 (resize to a bucket first).
         generator: one for the batch or one per sample; drives the image posterior sample
         (`evaluation.image_latent: sample`) and, for noise-start objectives, the start noise.
+        cache: where the image's VAE posterior may be memoised (same latents, see LatentCache).
         Returns "depth": (B,1,H',W') affine-invariant value in [0,1] in the quantization's encoded
         space (log depth for "log"; larger = farther for direct/log, nearer for inverse), and, when
         the objective predicts normals, "normal": (B,3,H',W') unit normals (x left, y up, z toward
@@ -201,8 +216,7 @@ class DenseGeometryModule(L.LightningModule):
         """
         size = out_size or tuple(rgb.shape[-2:])
         sample = self.image_latent == "sample"
-        z_image = self.backbone.encode(rgb, sample=sample, generator=list(generator) if isinstance(
-            generator, Sequence) else generator)
+        z_image = self.encode_image(rgb, sample=sample, generator=generator, cache=cache)
         z_depth, z_normal = self.objective.predict(self.backbone, z_image, generator=generator)
         depth = dequantize_depth(self.backbone.decode(z_depth))
         out = {"depth": F.interpolate(depth, size=size, mode="bilinear", align_corners=False)}
@@ -211,13 +225,14 @@ class DenseGeometryModule(L.LightningModule):
         return out
 
     def predict_native(self, rgb: torch.Tensor, input_size: tuple[int, int],
-                       generator: list[torch.Generator] | torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                       generator: list[torch.Generator] | torch.Generator | None = None,
+                       cache: LatentCache | None = None) -> dict[str, torch.Tensor]:
         """`predict_geometry` of an image at its own size: resized (bilinear) to the model's
         `input_size` (H, W), multiples of 16, predicted, and resized back to (H, W) of `rgb`."""
         size = (int(input_size[0]), int(input_size[1]))
         model_in = rgb if tuple(rgb.shape[-2:]) == size else F.interpolate(
             rgb, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
-        return self.predict_geometry(model_in, out_size=tuple(rgb.shape[-2:]), generator=generator)
+        return self.predict_geometry(model_in, out_size=tuple(rgb.shape[-2:]), generator=generator, cache=cache)
 
     @torch.no_grad()
     def probe_features(self, rgb: torch.Tensor, blocks: list[str]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -244,7 +259,8 @@ class DenseGeometryModule(L.LightningModule):
         """Predictions for a benchmark batch at its ground truth's size; the model's input size is
         the batch's `input_size` (its benchmark's bucket, set by the data)."""
         input_size = batch["input_size"][0].tolist()
-        return self.predict_native(batch["rgb"], input_size, generator=self.eval_generators(stage, batch))
+        cache = self.val_latent_cache if stage == "val" else None  # test and predict see each image once
+        return self.predict_native(batch["rgb"], input_size, generator=self.eval_generators(stage, batch), cache=cache)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, torch.Tensor]:
         return self._eval_step(batch, "val")

@@ -1,4 +1,5 @@
-"""The frozen VAE's posterior of a fixed training set, computed once and sampled at every step.
+"""The frozen VAE's posterior of a fixed training set, computed once and sampled at every step
+(and, in a second instance, of the validation images, which every validation encodes again).
 
 Training encodes each batch through the VAE encoder (image, depth target, normal target) and draws
 z = mean + std * eps from the posterior (FE2E samples it). The encoder is frozen, so for a small
@@ -65,13 +66,14 @@ def input_keys(sources: Sequence[torch.Tensor], tag: str = "") -> list[tuple]:
 class LatentCache:
     """Memoised VAE posteriors of training inputs (see the module docstring).
 
-    max_mb: host memory budget in MiB (1 MiB = 2**20 bytes); 0 or less = off.
+    max_mb: host memory budget in MiB (1 MiB = 2**20 bytes); 0 or less = off. what: what it holds (the log's words).
     Counters: `hits` / `misses` (inputs served from memory / encoded), `verified` (a comparison with
     fresh moments has passed), `enabled`.
     """
 
-    def __init__(self, max_mb: float = 1024.0) -> None:
+    def __init__(self, max_mb: float = 1024.0, what: str = "training inputs") -> None:
         self.max_bytes = float(max_mb) * 2**20
+        self.what = what
         self.enabled = self.max_bytes > 0
         self.entries: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.nbytes = 0
@@ -88,11 +90,12 @@ class LatentCache:
     def summary(self) -> str:
         """One line for the log: state, inputs served from memory / encoded, memory held."""
         state = "on" if self.enabled else "off"
-        return (f"latent cache {state}: {self.hits} inputs served from cached posteriors, {self.misses} encoded; "
+        return (f"latent cache of {self.what} {state}: {self.hits} inputs served from cached posteriors, "
+                f"{self.misses} encoded; "
                 f"{len(self.entries)} entries, {self.nbytes / 2**20:.1f} MiB")
 
     def _turn_off(self, why: str) -> None:
-        log.info("latent cache off: %s", why)
+        log.info("latent cache of %s off: %s", self.what, why)
         self.enabled = False
         self.entries.clear()
         self.nbytes = 0
@@ -140,7 +143,7 @@ class LatentCache:
             m, s = fresh_mean[i].clone(), fresh_std[i].clone()
             self.nbytes += m.numel() * m.element_size() + s.numel() * s.element_size()
             if self.nbytes > self.max_bytes:
-                self._turn_off(f"the training set's posteriors need more than data.latent_cache_mb="
+                self._turn_off(f"the posteriors need more than data.latent_cache_mb="
                                f"{self.max_bytes / 2**20:g} MiB")
                 return
             self.entries[keys[i]] = (m, s)

@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=None if ckpt is None else str(ckpt))
     seconds = time.perf_counter() - start
-    if module.latent_cache is not None:
-        log.info(module.latent_cache.summary())
+    for cache in (module.latent_cache, module.val_latent_cache):
+        if cache is not None:
+            log.info(cache.summary())
     if trainer.interrupted:
         log.warning("training was interrupted: %s is unfinished; re-run to resume from its last checkpoint",
                     cfg.run_dir)

@@ -173,3 +173,30 @@ def test_training_with_the_cache_is_the_same_run_and_resumes_exactly(tmp_path, d
     assert all(losses[s] == off_losses[s] for s in losses)
     for key, value in off_state.items():
         assert torch.equal(state[key], value), key
+
+
+def test_validation_with_the_cache_scores_the_same(tmp_path, data_overrides):
+    """Three validations of one model: with the validation cache on, the second and third serve every
+    image's posterior from memory (after one comparison with a fresh encode) and every metric equals
+    the cache-off model's exactly, with seeded per-sample posterior draws (image_latent: sample; the
+    mode is the same path without the draw)."""
+    from experiments.runner import build_scorer
+
+    cfg = load_experiment([CONFIG_DIR / "fe2e.yaml"],
+                          [*data_overrides, f"runs_dir={tmp_path}", "evaluation.benchmarks=[kitti]",
+                           "evaluation.image_latent=sample"])
+
+    def validate_three_times(module):
+        trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            use_distributed_sampler=False, callbacks=[build_scorer(cfg)])
+        datamodule = build_datamodule(cfg)
+        return [trainer.validate(module, datamodule=datamodule, verbose=False) for _ in range(3)]
+
+    on = build_module(cfg)
+    off = build_module(cfg)
+    off.val_latent_cache = None
+    on_results, off_results = validate_three_times(on), validate_three_times(off)
+    cache = on.val_latent_cache
+    assert cache.enabled and cache.verified and cache.misses > 0
+    assert cache.hits >= cache.misses  # the third validation at least is served from memory
+    assert on_results == off_results and "val/kitti/abs_rel" in on_results[0][0]
