@@ -119,6 +119,21 @@ def final_metrics(runs: Mapping[tuple[str, int], Path], arms: Sequence[str], see
     return pd.DataFrame(rows)
 
 
+def compute_by_arm(runs: Mapping[tuple[str, int], Path], arms: Sequence[str], seeds: Sequence[int]) -> pd.DataFrame:
+    """Per arm: training and evaluation seconds summed over its seeds, and per run (mean), from the
+    'cost' entry of each run's metrics.json (NaN where a run has none, or its training was resumed)."""
+    rows = []
+    for a in arms:
+        train, evaluate = [], []
+        for s in seeds:
+            cost = json.loads((runs[(a, s)] / "metrics.json").read_text()).get("cost", {})
+            train.append(np.nan if cost.get("train_resumed") else cost.get("train_seconds", np.nan))
+            evaluate.append(cost.get("eval_seconds", np.nan))
+        rows.append({"arm": a, "runs": len(seeds), "train_s": float(np.sum(train)), "eval_s": float(np.sum(evaluate)),
+                     "train_s_per_run": float(np.mean(train)), "eval_s_per_run": float(np.mean(evaluate))})
+    return pd.DataFrame(rows)
+
+
 def plot_loss_bands(runs: Mapping[tuple[str, int], Path], arms: Sequence[str], seeds: Sequence[int],
                     out_png: str | Path, tag: str = "train/loss") -> Path:
     """Mean over seeds of `tag` per arm, with a min-max band over seeds, against the step."""

@@ -79,6 +79,7 @@ def write_tensorboard_bands(runs, arms, seeds, out: Path) -> None:
 def run(args: argparse.Namespace) -> None:
     from analysis.study import (
         TOY_SCALE_NOTE,
+        compute_by_arm,
         convergence,
         final_metrics,
         plot_loss_bands,
@@ -100,6 +101,7 @@ def run(args: argparse.Namespace) -> None:
     line, numbers = study_verdict(runs, seeds, args.primary, arm_a, arm_b)
     per_run, summary = convergence(runs, arms, seeds, args.primary, args.reference)
     finals = final_metrics(runs, arms, seeds, args.benchmarks.split(","))
+    compute = compute_by_arm(runs, arms, seeds)
     plot_loss_bands(runs, arms, seeds, out / "loss_curves.png")
     write_tensorboard_bands(runs, arms, seeds, out / "tensorboard")
     gates = prior_gates(arms, args.priors)
@@ -114,12 +116,16 @@ def run(args: argparse.Namespace) -> None:
     report += ["", "## Final metrics (x100, mean and std over seeds)", "", _markdown(finals), "",
                f"## Convergence (train/loss; steps to reach {args.reference}'s final {args.primary} AbsRel)", "",
                _markdown(summary.reset_index()), ""]
+    report += ["## Compute (seconds in each run's process: training; evaluation on the benchmarks)", "",
+               _markdown(compute), ""]
     if probe is not None:
         report += ["## Linear probe before fine-tuning (held-out R^2, target tokens -> per-token log depth)", "",
                    _markdown(probe.reset_index()), ""]
     (out / "report.md").write_text("\n".join(report))
     (out / "summary.json").write_text(json.dumps({"verdict": line, "primary": args.primary, **numbers,
-                                                  "gates": gates, "arms": arms, "seeds": seeds}, indent=2))
+                                                  "gates": gates, "arms": arms, "seeds": seeds,
+                                                  "compute_seconds": compute.set_index("arm")[["train_s", "eval_s"]]
+                                                  .to_dict(orient="index")}, indent=2))
     print(line)
 
 
