@@ -276,5 +276,6 @@ def inward_normals_fast(
         else:
             unsure = np.ones(shape[:2], bool)
         if unsure.any():
-            block[unsure] = inward_normals(normal_world[rows][unsure][None], position[rows][unsure][None], camera)[0]
+            with np.errstate(invalid="ignore"):  # inf - inf in a block with an infinite coordinate
+                block[unsure] = inward_normals(normal_world[rows][unsure][None], position[rows][unsure][None], camera)[0]
     return flip
