@@ -170,3 +170,21 @@ def test_float32_files_take_the_decode_path(tmp_path):
     frame = ds.frames[0]
     assert hypersim_raw.load_raw_sample(paths, lambda: ds._camera_position(frame), frame.name, "hypersim") is None
     _assert_same(ds[0], decode_path_sample(ds, 0))
+
+
+def test_negative_or_infinite_distance_is_a_bad_sample_but_minus_zero_is_not(tmp_path):
+    write_hypersim(tmp_path, num_scenes=1, frames_per_scene=1, height=H, width=W, splits=("train",))
+    path = frame_paths(tmp_path, "ai_001_001", 0)["depth_meters"]
+    entity = read_hdf5(frame_paths(tmp_path, "ai_001_001", 0)["render_entity_id"])
+    for value, bad in [(-0.0, False), (-0.001, True), (-np.inf, True), (np.inf, True), (np.nan, False)]:
+        def put(d, value=value):
+            d[4, 6] = value
+            return d
+
+        _edit(path, put)
+        if bad:
+            with pytest.raises(BadSampleError, match="infinite or negative"):
+                hypersim_raw.distance_validity(entity, read_hdf5(path), path)
+        else:
+            _, valid, _ = hypersim_raw.distance_validity(entity, read_hdf5(path), path)
+            assert valid[4, 6] == (value == 0)
