@@ -135,15 +135,18 @@ def load_raw_sample(
     table = torch.from_numpy(UINT8_TO_PM1[tone_table_uint8(exposure_scale(b, has_entity))])
     camera = camera_position()
 
-    # per block: rgb (one gather), flips (SPEC 5: outward in the world frame), normals, NumPy-allocated
-    # outputs (torch's allocations cost ~10x more page faults here)
-    rgb, normal, flip = np.empty((3, h, w), np.float32), np.empty((3, h, w), np.float32), scratch("flip", (h, w), bool)
+    # rgb: one gather per channel plane; outputs allocated by NumPy (torch's allocations cost ~10x
+    # more page faults here)
+    rgb = np.empty((3, h, w), np.float32)
+    index = torch.from_numpy(scratch("rgb_index", (h * w,), np.int32))
+    for c in range(3):
+        index.copy_(torch.from_numpy(planes[c].view(np.uint16)).view(-1))
+        torch.index_select(table, 0, index, out=torch.from_numpy(rgb[c]).view(-1))
+
+    # per block: flips (SPEC 5: outward in the world frame), normals in the project convention
+    normal, flip = np.empty((3, h, w), np.float32), scratch("flip", (h, w), bool)
     for rows in blocks:
         r = rows.stop - rows.start
-        index = torch.from_numpy(scratch("rgb_index", (r * w,), np.int32))
-        for c in range(3):
-            index.copy_(torch.from_numpy(planes[c, rows].view(np.uint16)).view(-1))
-            torch.index_select(table, 0, index, out=torch.from_numpy(rgb[c, rows]).view(-1))
         inward_normals_fast(arrays["normal_world"][rows], arrays["position"][rows], camera, out=flip[rows])
         n_cam = deinterleave(arrays["normal_cam"][rows], scratch("normal_bits", (3, r, w), np.float16))
         n = normal[:, rows]
