@@ -8,7 +8,6 @@ convention (normal_cam with x negated; inward normals flipped in the world frame
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 from collections.abc import Callable
@@ -18,109 +17,24 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from datamodules.hypersim_layout import (
-    CSV_NAME,
-    FOCAL_AT_1024,
-    camera_positions_path,
-    frame_paths,
+from datamodules.hypersim_kernels import (  # noqa: F401 (FLIP_THRESHOLD, tone_map, ...: this module's API)
+    FLIP_THRESHOLD,
+    apply_tone,
+    finite_pixels,
+    hypersim_intrinsics,
+    inward_normals,
+    inward_normals_fast,
+    planar_depth_from_distance,
+    tone_map,
+    tone_map_uint8,
+    tone_scale,
 )
-from datamodules.io_utils import (
-    BadSampleError,
-    SkipCounter,
-    check_policy,
-    lookup,
-    make_sample,
-    read_hdf5,
-)
+from datamodules.hypersim_layout import CSV_NAME, camera_positions_path, frame_paths
+from datamodules.hypersim_raw import distance_validity, load_raw_sample
+from datamodules.io_utils import BadSampleError, SkipCounter, check_policy, make_sample, read_hdf5
 from datamodules.transforms import resize
 
 logger = logging.getLogger(__name__)
-
-FLIP_THRESHOLD = -1e-3
-"""A normal n is inward when n . u is below this, u the unit vector from the point to the camera
-(world frame, as Marigold)."""
-
-
-def hypersim_intrinsics(height: int, width: int) -> np.ndarray:
-    """(3,3) K of a Hypersim frame: f = 886.81 * W / 1024, principal point at the centre ((W-1)/2, (H-1)/2)."""
-    f = FOCAL_AT_1024 * width / 1024.0
-    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
-
-
-@functools.lru_cache(maxsize=8)
-def _ray_length(height: int, width: int) -> np.ndarray:
-    """(H,W) float32 ||(x, y, f)|| of `planar_depth_from_distance` (read-only, cached per size)."""
-    f = FOCAL_AT_1024 * width / 1024.0
-    x = np.linspace(-width / 2 + 0.5, width / 2 - 0.5, width, dtype=np.float32)[None, :]
-    y = np.linspace(-height / 2 + 0.5, height / 2 - 0.5, height, dtype=np.float32)[:, None]
-    out = np.sqrt(x * x + y * y + np.float32(f * f))
-    out.flags.writeable = False
-    return out
-
-
-def planar_depth_from_distance(distance: np.ndarray) -> np.ndarray:
-    """Planar z-depth (metres) = distance * f / ||(x, y, f)||, x = linspace(-W/2+0.5, W/2-0.5, W)."""
-    h, w = distance.shape
-    f = FOCAL_AT_1024 * w / 1024.0
-    return (distance.astype(np.float32) * np.float32(f) / _ray_length(h, w)).astype(np.float32, copy=False)
-
-
-def tone_scale(hdr: np.ndarray, valid: np.ndarray):
-    """The exposure scale of Hypersim's tone mapping (SPEC 6): 0.8^2.2 / p90 of the brightness
-    0.3R+0.59G+0.11B (float32) over the (H,W) `valid` pixels of (H,W,3) HDR, 0 if p90 < 1e-4.
-    float16 HDR: each weighted channel is a look-up in a table of the float32 products."""
-    if hdr.dtype == np.float16:
-        bits = hdr.view(np.uint16)
-        brightness = lookup(_BRIGHTNESS_TABLES[0], bits[..., 0])
-        brightness += lookup(_BRIGHTNESS_TABLES[1], bits[..., 1])
-        brightness += lookup(_BRIGHTNESS_TABLES[2], bits[..., 2])
-    else:
-        px = hdr.astype(np.float32)
-        brightness = 0.3 * px[..., 0] + 0.59 * px[..., 1] + 0.11 * px[..., 2]
-    brightness = brightness.reshape(-1) if valid.all() else brightness[valid]
-    p90 = np.percentile(brightness, 90, overwrite_input=True)
-    return 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
-
-
-def apply_tone(hdr: np.ndarray, scale) -> np.ndarray:
-    """clip(max(scale * hdr, 0) ^ (1/2.2), 0, 1) in float32: HDR -> [0, 1] (SPEC 6)."""
-    return np.clip(np.maximum(scale * hdr.astype(np.float32), 0.0) ** (1.0 / 2.2), 0.0, 1.0).astype(np.float32)
-
-
-def tone_map(hdr: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Hypersim's tone mapping (SPEC 6): (H,W,3) linear HDR -> (H,W,3) float32 in [0, 1]."""
-    return apply_tone(hdr, tone_scale(hdr, valid))
-
-
-_FLOAT16_VALUES = np.nan_to_num(np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32))
-"""Every float16 bit pattern as float32, NaN -> 0 and inf -> +-float32 max (as np.nan_to_num)."""
-with np.errstate(over="ignore"):
-    _BRIGHTNESS_TABLES = tuple(w * _FLOAT16_VALUES for w in (0.3, 0.59, 0.11))
-"""0.3 R, 0.59 G, 0.11 B in float32 for every float16 bit pattern (finite ones are the ones used)."""
-
-
-def tone_map_uint8(hdr: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """(H,W,3) uint8 round(tone_map(nan_to_num(hdr), valid) * 255); `hdr` finite at `valid` pixels.
-
-    float16 HDR (the release's) goes through a 65536-entry table of the same float32 formula
-    indexed by the bit patterns: the same bytes, without a float pass over the image."""
-    scale = tone_scale(hdr, valid)  # valid pixels are finite: nan_to_num leaves them unchanged
-    if hdr.dtype == np.float16:
-        with np.errstate(over="ignore"):  # scale * float32 max -> inf -> 255, as on the image
-            table = np.round(apply_tone(_FLOAT16_VALUES, scale) * 255.0).astype(np.uint8)
-        return lookup(table, hdr.view(np.uint16))
-    return np.round(apply_tone(np.nan_to_num(hdr.astype(np.float32)), scale) * 255.0).astype(np.uint8)
-
-
-def finite_pixels(a: np.ndarray) -> np.ndarray:
-    """(H,W) bool: every channel of the (H,W,C) array is finite (float16: from the exponent bits)."""
-    if a.dtype == np.float16:
-        bits = a.view(np.uint16)
-        finite = (bits[..., 0] & 0x7C00) != 0x7C00
-        for c in range(1, a.shape[-1]):
-            finite &= (bits[..., c] & 0x7C00) != 0x7C00
-        return finite
-    return np.isfinite(a).all(-1)
 
 
 @dataclass(frozen=True)
@@ -161,19 +75,8 @@ def read_validity(root: Path, fid: FrameId) -> tuple[np.ndarray, np.ndarray, np.
     paths = frame_paths(root, fid.scene, fid.frame, fid.cam)
     entity = read_hdf5(paths["render_entity_id"])
     dist = read_hdf5(paths["depth_meters"])
-    if dist.shape != entity.shape or dist.ndim != 2:
-        raise BadSampleError(f"{paths['depth_meters']}: shape {dist.shape} does not match entity ids {entity.shape}")
-    finite = finite_pixels(dist[..., None])
-    if dist.dtype == np.float16:  # on the bits: +-inf, or sign set on a non-zero, non-NaN value
-        bits = dist.view(np.uint16)
-        magnitude = bits & 0x7FFF
-        bad = bool(((magnitude == 0x7C00) | ((bits > 0x8000) & (magnitude < 0x7C00))).any())
-    else:
-        bad = bool(np.isinf(dist).any() or (dist < 0).any())  # NaN compares False
-    if bad:
-        raise BadSampleError(f"{paths['depth_meters']}: infinite or negative distance values")
-    has_entity = entity != -1
-    return dist, has_entity, has_entity & finite
+    has_entity, valid, _ = distance_validity(entity, dist, paths["depth_meters"])
+    return dist, has_entity, valid
 
 
 class _CameraPositions:
@@ -190,20 +93,6 @@ class _CameraPositions:
         if fid.frame >= len(pos):
             raise BadSampleError(f"{camera_positions_path(self.root, fid.scene, fid.cam)}: no keyframe {fid.frame}")
         return pos[fid.frame]
-
-
-def inward_normals(normal_world: np.ndarray, position: np.ndarray, camera: np.ndarray) -> np.ndarray:
-    """(H,W) bool: True where the world-frame normal points away from the camera, n . u < FLIP_THRESHOLD
-    with u = (camera - point) / ||camera - point|| (Marigold), in float64 (SPEC 5). Those normals are
-    flipped to face outward. normal_world, position (H,W,3); camera (3,)."""
-    facing = np.zeros(position.shape[:2])
-    dist2 = np.zeros(position.shape[:2])
-    for c in range(3):  # channel by channel: no (H,W,3) float64 temporaries
-        to_cam = camera[c] - position[..., c].astype(np.float64)
-        facing += normal_world[..., c].astype(np.float64) * to_cam
-        dist2 += to_cam * to_cam
-    with np.errstate(invalid="ignore"):
-        return facing < FLIP_THRESHOLD * np.sqrt(dist2)  # n . u < T  <=>  n . (camera - point) < T ||camera - point||
 
 
 def project_normals(normal_cam: np.ndarray, flip: np.ndarray, good: np.ndarray) -> np.ndarray:
@@ -237,7 +126,7 @@ def decode_raw(root: Path, fid: FrameId, camera_position: Callable[[FrameId], np
     if (has_entity & ~finite_pixels(hdr)).any():
         raise BadSampleError(f"{paths['color']}: non-finite colour values at valid pixels")
     rgb = tone_map_uint8(hdr, has_entity)
-    flip = inward_normals(arrays["normal_world"], arrays["position"], camera_position(fid))
+    flip = inward_normals_fast(arrays["normal_world"], arrays["position"], camera_position(fid))
     normal = project_normals(arrays["normal_cam"], flip, valid & finite_pixels(arrays["normal_cam"]))
     return {"rgb": rgb, "distance": dist.astype(np.float16, copy=False), "normal": normal, "valid": valid}
 
@@ -325,10 +214,15 @@ class HypersimDataset(Dataset):
             raise BadSampleError(f"{path}: cannot read cached Hypersim frame: {err}") from err
 
     def _load(self, index: int) -> dict:
-        d = self.decoded(index)
-        h, w = d["distance"].shape
-        depth = planar_depth_from_distance(np.nan_to_num(d["distance"].astype(np.float32)))
-        sample = make_sample(d["rgb"], depth, d["valid"], d["normal"], hypersim_intrinsics(h, w), self.frames[index].name, self.dataset_name)
+        fid, sample = self.frames[index], None
+        if self.cache_dir is None:  # the raw files' fast path: the same tensors as below
+            paths = frame_paths(self.root, fid.scene, fid.frame, fid.cam)
+            sample = load_raw_sample(paths, lambda: self._camera_position(fid), fid.name, self.dataset_name)
+        if sample is None:
+            d = self.decoded(index)
+            h, w = d["distance"].shape
+            depth = planar_depth_from_distance(np.nan_to_num(d["distance"].astype(np.float32)))
+            sample = make_sample(d["rgb"], depth, d["valid"], d["normal"], hypersim_intrinsics(h, w), fid.name, self.dataset_name)
         if self.height is not None and self.width is not None:
             sample = resize(sample, self.height, self.width)
         return self.transform(sample) if self.transform is not None else sample
