@@ -269,8 +269,8 @@ tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 bench-metrics: $(STAMP) ## depth metric suite vs a per-image NumPy reference and the bandwidth floor, per mask kind
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
 
-bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI; raw Hypersim vs a plain h5py read
-	$(PY) -m experiments.bench.data
+bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI; raw Hypersim vs a plain h5py read; BENCH_BASE=checkout: before/after
+	$(PY) -m experiments.bench.data $(if $(BENCH_BASE),--base $(BENCH_BASE))
 
 bench-predict: $(STAMP) ## predict: the model's time vs writing its outputs (before / PredictionWriter / writer thread)
 	$(PY) -m experiments.bench.predict
