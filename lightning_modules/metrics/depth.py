@@ -18,7 +18,8 @@ from torchmetrics import Metric
 
 from lightning_modules.choices import check_choice
 from lightning_modules.metrics.alignment import to_bhw
-from lightning_modules.metrics.pixels import DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy, score_image
+from lightning_modules.metrics.fused import score_image
+from lightning_modules.metrics.pixels import ALIGNMENT_SPACES, DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def score_batch(
         raise ValueError(
             f"{who}: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    if space is not None:
+    if space is not None and space not in ALIGNMENT_SPACES:
         check_choice(f"{who}: space", space, AlignmentSpace)
     if not min_depth <= max_depth:
         raise ValueError(f"{who}: min_depth {min_depth} > max_depth {max_depth}")
@@ -120,7 +121,9 @@ class DepthMetrics(Metric):
     no pixel usable for the fit, or a NaN/inf or non-positive prediction or ground truth at a
     valid pixel is a bad sample: `on_bad_sample='raise'` raises ValueError naming it (from
     `names`, else its batch index) and why; 'skip' logs a warning, excludes it and counts it in
-    the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 CPU
+    `num_skipped`. The one state is `totals`, (10,) float64: the sums of the per-image values in
+    DEPTH_METRIC_NAMES order, then the numbers of scored and skipped images (`num_images`,
+    `num_skipped`; one in-place add per update). After each update, `batch_values` holds name -> (B,) float64 CPU
     tensor of that batch's per-image values (NaN for skipped images).
     compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises ValueError if no
     image was scored.
@@ -140,10 +143,17 @@ class DepthMetrics(Metric):
             raise ValueError(f"DepthMetrics: min_depth {min_depth} > max_depth {max_depth}")
         self.space, self.min_depth, self.max_depth = space, min_depth, max_depth
         self._batch_values = np.zeros((0, len(DEPTH_METRIC_NAMES)))
-        for name in DEPTH_METRIC_NAMES:
-            self.add_state(f"sum_{name}", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("num_skipped", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("totals", torch.zeros(len(DEPTH_METRIC_NAMES) + 2, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @property
+    def num_images(self) -> torch.Tensor:
+        """Images scored so far (int64 scalar tensor)."""
+        return self.totals[-2].to(torch.int64)
+
+    @property
+    def num_skipped(self) -> torch.Tensor:
+        """Bad samples skipped so far (int64 scalar tensor)."""
+        return self.totals[-1].to(torch.int64)
 
     def update(
         self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, names: Sequence[str] | None = None
@@ -159,12 +169,11 @@ class DepthMetrics(Metric):
             keep_np &= screen_samples(problems, names, self.on_bad_sample, "DepthMetrics").numpy()
         values[~keep_np] = math.nan
         self._batch_values = values
-        sums = np.where(keep_np[:, None], values, 0.0).sum(axis=0).tolist()
-        for name, total in zip(DEPTH_METRIC_NAMES, sums):  # in place: torchmetrics clones states it keeps
-            getattr(self, f"sum_{name}").add_(total)
         kept = int(keep_np.sum())
-        self.num_images.add_(kept)
-        self.num_skipped.add_(len(reasons) - kept)
+        totals = np.empty(len(DEPTH_METRIC_NAMES) + 2)
+        totals[:-2] = values[keep_np].sum(axis=0)
+        totals[-2:] = kept, len(reasons) - kept
+        self.totals.add_(torch.from_numpy(totals).to(self.totals.device))  # in place: torchmetrics clones states it keeps
 
     @property
     def batch_values(self) -> dict[str, torch.Tensor]:
@@ -175,4 +184,5 @@ class DepthMetrics(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
             raise ValueError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
-        return {name: getattr(self, f"sum_{name}") / self.num_images for name in DEPTH_METRIC_NAMES}
+        means = self.totals[:-2] / self.totals[-2]
+        return {name: means[k] for k, name in enumerate(DEPTH_METRIC_NAMES)}
