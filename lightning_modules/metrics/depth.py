@@ -17,7 +17,6 @@ import torch
 from torchmetrics import Metric
 
 from lightning_modules.choices import check_choice
-from lightning_modules.metrics.alignment import to_bhw
 from lightning_modules.metrics.fused import score_image
 from lightning_modules.metrics.pixels import ALIGNMENT_SPACES, DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy
 
@@ -65,6 +64,16 @@ def check_names(names: Sequence[str] | None, batch: int, who: str) -> None:
         raise ValueError(f"{who}: got {len(names)} names for a batch of {batch}")
 
 
+def bhw(x: np.ndarray, shape: torch.Size, what: str) -> np.ndarray:
+    """A (B,H,W) view of a (B,H,W) or (B,1,H,W) array (`alignment.to_bhw` for the NumPy view of a
+    tensor of `shape`); raise ValueError naming `what` otherwise."""
+    if x.ndim == 4 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim == 3:
+        return x
+    raise ValueError(f"{what}: expected shape (B,H,W) or (B,1,H,W), got {tuple(shape)}")
+
+
 def score_batch(
     pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, space: str | None = None,
     min_depth: float = 1e-5, max_depth: float = math.inf, who: str = "depth_metrics",
@@ -72,8 +81,8 @@ def score_batch(
     """Per-image depth metrics of a batch: ((B, 8) float64 array in DEPTH_METRIC_NAMES order, NaN
     rows for images that cannot be scored; B reasons, None for scored images). Arguments as
     `depth_metrics`; raises ValueError (prefixed with `who`) on a shape mismatch or unknown space."""
-    p3, g3, v3 = to_bhw(pred, "pred"), to_bhw(gt, "gt"), to_bhw(valid, "valid")
-    if not (p3.shape == g3.shape == v3.shape):
+    p_np, g_np, v_np = (bhw(as_numpy(x), x.shape, what) for x, what in ((pred, "pred"), (gt, "gt"), (valid, "valid")))
+    if not (p_np.shape == g_np.shape == v_np.shape):
         raise ValueError(
             f"{who}: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
@@ -81,7 +90,6 @@ def score_batch(
         check_choice(f"{who}: space", space, AlignmentSpace)
     if not min_depth <= max_depth:
         raise ValueError(f"{who}: min_depth {min_depth} > max_depth {max_depth}")
-    p_np, g_np, v_np = as_numpy(p3), as_numpy(g3), as_numpy(v3)
     rows, reasons = [], []
     for i in range(p_np.shape[0]):
         row, why = score_image(p_np[i], g_np[i], v_np[i], space, min_depth, max_depth)
@@ -173,7 +181,10 @@ class DepthMetrics(Metric):
         totals = np.empty(len(DEPTH_METRIC_NAMES) + 2)
         totals[:-2] = values[keep_np].sum(axis=0)
         totals[-2:] = kept, len(reasons) - kept
-        self.totals.add_(torch.from_numpy(totals).to(self.totals.device))  # in place: torchmetrics clones states it keeps
+        if self.totals.device.type == "cpu":  # in place, through NumPy: a fraction of a torch op's cost
+            self.totals.numpy()[:] += totals
+        else:
+            self.totals.add_(torch.from_numpy(totals).to(self.totals.device))
 
     @property
     def batch_values(self) -> dict[str, torch.Tensor]:

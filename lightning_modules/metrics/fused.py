@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
 from lightning_modules.metrics.pixels import (
-    CHUNK,
     DEPTH_METRIC_NAMES,
     DISPARITY_MIN,
     LOG_DELTA_THRESHOLDS,
     LOG_DEPTH_CAP,
+    cast_into,
+    chunk_size,
+    chunks,
     clip_range,
     dot,
     fit_line,
@@ -42,75 +45,93 @@ NO_FIT = "no pixel usable for the alignment fit (g > 0 and p > 0)"
 
 @dataclass
 class FitPass:
-    """What pass 1 leaves for pass 2: the valid pixels' prediction and ground truth as given (1-D,
-    input dtypes), y = ln g in float64 in log space (a scratch array; else None), the fit (s, t)
-    (None: no pixel usable; (1, 0) without a fit) and the prediction's range (NaN: unknown)."""
+    """What pass 1 leaves for pass 2: the valid pixels' prediction and ground truth as given
+    (`pixels.valid_values`: 1-D, or 2-D for a box; input dtypes), y = ln g in float64 in log space
+    (a scratch array; else None), the fit (s, t) (None: no pixel usable; (1, 0) without a fit)
+    and the prediction's (min, max) in each block of `pixels.chunks` (NaN: unknown; empty when
+    scoring as is)."""
 
     p_raw: np.ndarray
     g_raw: np.ndarray
     y: np.ndarray | None
     st: tuple[float, float] | None
-    x_range: tuple[float, float]
+    x_ranges: list[tuple[float, float]]
 
 
 def fit_pass(p_raw: np.ndarray, g_raw: np.ndarray, space: str | None) -> FitPass:
-    """Pass 1 over the valid pixels (1-D, input dtypes): cast, fit target, fit sums, range.
+    """Pass 1 over the valid pixels: cast, range, fit target, fit sums, block by block.
 
     The fit is least squares of y ~ s*x + t with x = p and y = g (depth), 1/g (disparity) or ln g
     (log), on all pixels for depth and on those with p > 0 and g > 0 otherwise (SPEC 7). The sums
-    run about 0, a pixel with p = 0 contributing only to the sum of y and the count (taken out by
-    an indicator); a chunk with p < 0 or NaN, or an ill-conditioned x, sends the fit to `LineFit`
-    on the pixels it selects."""
+    run about 0, so a pixel with p = 0 adds only to the sum of y and the count (both taken over
+    an indicator of p > 0, in the blocks holding such pixels); p < 0 or NaN somewhere, or an
+    ill-conditioned x, sends the fit to `LineFit` on the pixels it selects (exact: about the
+    first pixel)."""
     n = p_raw.size
-    fitting = space not in (None, "none")
+    if space is None:
+        return FitPass(p_raw, g_raw, None, (1.0, 0.0), [])
+    fitting = space != "none"
     y = scratch.get("y", n) if space == "log" else None
-    if not fitting:
-        return FitPass(p_raw, g_raw, y, (1.0, 0.0), (math.nan, math.nan))
-    m = min(n, CHUNK)
-    x_buf, g_buf, y_buf = scratch.get("x", m), scratch.get("gc", m), scratch.get("yc", m)
+    m = chunk_size(p_raw)
+    x_buf, y_buf, fits_buf = scratch.get("x", m), scratch.get("e", m), scratch.get("a", m)
     sums = np.zeros(5)  # count, sum x, sum y, sum x^2, sum x*y
-    fast, x_min, x_max = True, math.inf, -math.inf
-    for start in range(0, n, CHUNK):
-        part = slice(start, start + CHUNK)
-        k = min(CHUNK, n - start)
-        xc, yc = x_buf[:k], g_buf[:k]  # depth: y = g
-        np.copyto(xc, p_raw[part])
-        np.copyto(yc, g_raw[part])
-        if space == "log":
-            yc = np.log(yc, out=y[part])
-        elif space == "disparity":
-            yc = np.divide(1.0, yc, out=y_buf[:k])
+    x_ranges, fast = [], True
+    for part, p_block, g_block in chunks(p_raw, g_raw):
+        k = part.stop - part.start
+        xc = cast_into(x_buf[:k], p_block)
         lo, hi = float(np.minimum.reduce(xc)), float(np.maximum.reduce(xc))
-        x_min, x_max = (min(x_min, lo), max(x_max, hi)) if lo == lo and hi == hi else (math.nan, math.nan)
+        x_ranges.append((lo, hi) if lo == lo and hi == hi else (math.nan, math.nan))
+        if not fitting:
+            continue
+        yc = y[part] if space == "log" else y_buf[:k]
+        if space == "log":  # float32 in, float64 out: the one cast, inside the ufunc
+            np.log(g_block, out=yc.reshape(g_block.shape), dtype=np.float64)
+        elif space == "disparity":
+            np.divide(1.0, g_block, out=yc.reshape(g_block.shape), dtype=np.float64)
+        else:
+            cast_into(yc, g_block)
         if not fast:
             continue
         if space == "depth" or lo > 0:
             sums += (k, np.add.reduce(xc), np.add.reduce(yc), dot(xc, xc), dot(xc, yc))
-        elif lo == 0:  # decoded predictions saturated at 0: left out of the fit by an indicator
-            fits = np.greater(xc, 0.0, out=scratch.get("fits", k), casting="unsafe")
+        elif lo == 0:  # decoded predictions saturated at 0: left out by an indicator
+            fits = np.greater(xc, 0.0, out=fits_buf[:k], casting="unsafe")
             sums += (np.add.reduce(fits), np.add.reduce(xc), dot(yc, fits), dot(xc, xc), dot(xc, yc))
-        else:  # p < 0 or NaN
+        else:  # p < 0 or NaN: the exact fit below
             fast = False
+    if not fitting:
+        return FitPass(p_raw, g_raw, None, (1.0, 0.0), x_ranges)
     count, sx, sy, sxx, sxy = (float(v) for v in sums)
     var = sxx - sx * sx / count if count else math.nan
-    if fast and count and var > FIT_CONDITION * sxx:
+    if fast and var > FIT_CONDITION * sxx:  # NaN compares False
         s = (sxy - sx * sy / count) / var
-        return FitPass(p_raw, g_raw, y, (s, (sy - s * sx) / count), (x_min, x_max))
-    x, g = scratch.get("p", n), scratch.get("g", n)  # float64 copies for the exact fit
-    np.copyto(x, p_raw)
-    np.copyto(g, g_raw)
+        return FitPass(p_raw, g_raw, y, (s, (sy - s * sx) / count), x_ranges)
+    x, g = cast_into(scratch.get("p", n), p_raw), cast_into(scratch.get("g", n), g_raw)  # the exact fit
     if space == "depth":
-        return FitPass(p_raw, g_raw, y, fit_line(x, g), (x_min, x_max))
+        return FitPass(p_raw, g_raw, y, fit_line(x, g), x_ranges)
     usable = (x > 0) & (g > 0)  # NaN compares False: excluded
-    target = np.log(g, out=g) if space == "log" else np.divide(1.0, g, out=g)
-    st = fit_line(x[usable], target[usable]) if usable.any() else None
-    return FitPass(p_raw, g_raw, y, st, (x_min, x_max))
+    st = fit_line(x[usable], np.log(g, out=g)[usable] if space == "log" else np.divide(1.0, g, out=g)[usable])
+    return FitPass(p_raw, g_raw, y, st if usable.any() else None, x_ranges)
 
 
 def _affine_range(s: float, t: float, x_range: tuple[float, float]) -> tuple[float, float]:
     """(min, max) of fl(fl(s*x) + t) over x in x_range, as NumPy computes it elementwise (NaN if unknown)."""
     a, b = s * x_range[0] + t, s * x_range[1] + t
     return (a, b) if a <= b else (b, a) if b < a else (math.nan, math.nan)
+
+
+def _clip_bounds(lo: float, hi: float, v_min: float, v_max: float) -> tuple[float, float] | None:
+    """(lo, hi) with -inf / inf for a bound that cannot change a value known to lie in [v_min,
+    v_max] (NaN: unknown); None if neither can (np.clip with either gives the same values)."""
+    bounds = (-math.inf if lo <= v_min else lo), (math.inf if v_max <= hi else hi)
+    return None if bounds == (-math.inf, math.inf) else bounds
+
+
+def _clip(a: np.ndarray, bounds: tuple[float, float] | None) -> None:
+    """Clip a in place to `bounds` (`_clip_bounds`); np.clip, which is twice as fast as
+    np.minimum with a scalar here."""
+    if bounds is not None:
+        np.clip(a, bounds[0], bounds[1], out=a)
 
 
 def _log_ratio_sums(e: np.ndarray, abs_e: np.ndarray, below: np.ndarray, sums: np.ndarray) -> None:
@@ -131,58 +152,52 @@ def score_pass(fit: FitPass, space: str | None, lo: float, hi: float) -> np.ndar
 
     delta_k compares |ln d - ln g| with ln(1.25^k) (`LOG_DELTA_THRESHOLDS`) instead of max(d/g,
     g/d) with 1.25^k: the same pixels except within ~1e-16 relative of a threshold."""
-    n = fit.p_raw.size
     s, t = fit.st
-    m = min(n, CHUNK)
-    bufs = [scratch.get(name, m) for name in ("x", "gc", "e", "a")]
+    m = chunk_size(fit.p_raw)
+    x_buf, e_buf, a_buf = (scratch.get(name, m) for name in ("x", "e", "a"))
     below_buf = scratch.get("below", m, bool)
     sums = np.zeros(len(DEPTH_METRIC_NAMES))
-    a_min, a_max = _affine_range(s, t, fit.x_range)
     if space == "log":  # min(max(exp(min(a, 5)), lo), hi) computed as exp of a clip in log space
         log_lo, log_hi = math.log(lo), min(LOG_DEPTH_CAP, math.log(hi))
-        clip = not (log_lo <= a_min and a_max <= log_hi)
-    elif space == "disparity":
-        floor = not a_min >= DISPARITY_MIN
-        clip = not (lo <= 1.0 / max(a_max, DISPARITY_MIN) and 1.0 / max(a_min, DISPARITY_MIN) <= hi)
-    else:
-        clip = space is not None and not (space == "depth" and lo <= a_min and a_max <= hi)
-    for start in range(0, n, CHUNK):
-        part = slice(start, start + CHUNK)
-        k = min(CHUNK, n - start)
-        xc, gc, e, a = (b[:k] for b in bufs)
-        below = below_buf[:k]
-        np.copyto(gc, fit.g_raw[part])
+    for (part, p_block, g_block), x_range in zip(chunks(fit.p_raw, fit.g_raw), fit.x_ranges or repeat((math.nan,) * 2)):
+        k, shape = part.stop - part.start, p_block.shape
+        e, below = e_buf[:k], below_buf[:k]
+        a_min, a_max = _affine_range(s, t, x_range)
         if space == "log":
+            bounds = _clip_bounds(log_lo, log_hi, a_min, a_max)
+        elif space == "disparity":
+            floor = _clip_bounds(DISPARITY_MIN, math.inf, a_min, a_max)
+            bounds = _clip_bounds(lo, hi, 1.0 / max(a_max, DISPARITY_MIN), 1.0 / max(a_min, DISPARITY_MIN))
+        else:  # depth: s*x + t; none: x, s = 1, t = 0; None: no clip
+            bounds = _clip_bounds(lo, hi, a_min, a_max) if space else None
+        if space == "log":
+            a = x_buf[:k]  # the prediction is read by the multiply: x's scratch is free
             if log_lo > LOG_DEPTH_CAP:
                 e.fill(log_lo)
             else:
-                np.copyto(xc, fit.p_raw[part])
-                np.multiply(xc, s, out=e)
+                np.multiply(p_block, s, out=e.reshape(shape), dtype=np.float64)
                 e += t
-                if clip:
-                    np.clip(e, log_lo, log_hi, out=e)
+                _clip(e, bounds)
             e -= fit.y[part]  # ln d - ln g
             _log_ratio_sums(e, a, below, sums)
             u = np.exp(e, out=e)
             u -= 1.0  # (d - g) / g
-            w = np.multiply(gc, u, out=a)  # d - g
+            w = np.multiply(g_block, u.reshape(shape), out=a.reshape(shape), dtype=np.float64).reshape(-1)  # d - g
         else:
-            d = xc  # aligned depth, in place
-            np.copyto(d, fit.p_raw[part])
+            a = a_buf[:k]
+            d = cast_into(x_buf[:k], p_block)  # aligned depth, in place
             if space in ("depth", "disparity"):
                 np.multiply(d, s, out=d)
                 d += t
                 if space == "disparity":
-                    if floor:
-                        np.maximum(d, DISPARITY_MIN, out=d)
+                    _clip(d, floor)
                     np.divide(1.0, d, out=d)
-            if clip:
-                np.clip(d, lo, hi, out=d)
+            _clip(d, bounds)
             np.log(d, out=e)
-            e -= np.log(gc, out=a)  # ln d - ln g
+            e -= np.log(g_block, out=a.reshape(shape), dtype=np.float64).reshape(-1)  # ln d - ln g
             _log_ratio_sums(e, a, below, sums)
-            w = np.subtract(d, gc, out=d)  # d - g
-            u = np.divide(w, gc, out=a)  # (d - g) / g
+            w = np.subtract(d.reshape(shape), g_block, out=d.reshape(shape), dtype=np.float64).reshape(-1)  # d - g
+            u = np.divide(w.reshape(shape), g_block, out=a.reshape(shape), dtype=np.float64).reshape(-1)  # (d - g) / g
         sums[1] += dot(u, w)
         sums[2] += dot(w, w)
         sums[0] += np.add.reduce(np.abs(u, out=u))

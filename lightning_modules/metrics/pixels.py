@@ -68,33 +68,82 @@ scratch = _Scratch()
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Dot product of two contiguous float64 1-D arrays, single-threaded: one `np.vecdot` call
-    over rows of DOT_BLOCK elements (a BLAS ddot per row, each on one thread) and one for the tail."""
+    """Dot product of two contiguous float64 1-D arrays, single-threaded: BLAS ddot on at most
+    DOT_BLOCK elements per call (one `np.vecdot` call over rows of DOT_BLOCK, one for the tail)."""
     n = a.size
+    if n <= DOT_BLOCK:
+        return float(np.dot(a, b))
     k = n - n % DOT_BLOCK
-    total = float(np.add.reduce(np.vecdot(a[:k].reshape(-1, DOT_BLOCK), b[:k].reshape(-1, DOT_BLOCK)))) if k else 0.0
+    total = float(np.add.reduce(np.vecdot(a[:k].reshape(-1, DOT_BLOCK), b[:k].reshape(-1, DOT_BLOCK))))
     return total + float(np.dot(a[k:], b[k:])) if k < n else total
 
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     """A NumPy view (CPU) or host copy (other devices) of a tensor; half types become float32."""
-    x = x.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    return x.cpu().numpy()
+    if x.requires_grad:
+        x = x.detach()
+    return x.numpy() if x.device.type == "cpu" else x.cpu().numpy()
+
+
+def valid_box(v2: np.ndarray, n: int) -> tuple[slice, slice] | None:
+    """(rows, cols) if the n > 0 True pixels of the contiguous 2-D bool mask v2 fill exactly that
+    box (an evaluation crop over dense ground truth), else None. Cheap for other masks: it reads
+    the mask up to the first False after the first True, then at most the candidate box."""
+    width = v2.shape[1]
+    first = int(np.argmax(v2.reshape(-1)))
+    r0, c0 = divmod(first, width)
+    row = v2[r0, c0:]
+    w = int(np.argmin(row))  # the first False of the row, or 0 if there is none
+    w = w if not row[w] else row.size
+    if n % w or r0 + n // w > v2.shape[0]:
+        return None
+    rows, cols = slice(r0, r0 + n // w), slice(c0, c0 + w)
+    return (rows, cols) if np.count_nonzero(v2[rows, cols]) == n else None
 
 
 def valid_values(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The prediction and ground truth at the True pixels of `valid` (same 2-D shape), as two 1-D
-    arrays in row-major order and in their input dtypes: views of the maps when every pixel is
-    valid, else gathered into this thread's scratch arrays (valid until the next call)."""
-    v = np.ascontiguousarray(valid, dtype=bool).reshape(-1)
+    """The prediction and ground truth at the True pixels of `valid` (same 2-D shape), in their
+    input dtypes and in row-major order: 1-D views of the maps when every pixel is valid, 2-D views
+    of the box when the valid pixels fill one (`valid_box`), else two 1-D arrays gathered into this
+    thread's scratch arrays (valid until the next call)."""
+    v2 = np.ascontiguousarray(valid, dtype=bool)
+    n = int(np.count_nonzero(v2))
+    if n == v2.size:
+        return np.ascontiguousarray(pred).reshape(-1), np.ascontiguousarray(gt).reshape(-1)
+    box = valid_box(v2, n) if n else None
+    if box is not None:
+        return pred[box], gt[box]
+    idx = np.flatnonzero(v2)
     p, g = (np.ascontiguousarray(x).reshape(-1) for x in (pred, gt))
-    n = int(np.count_nonzero(v))
-    if n == v.size:
-        return p, g
-    idx = np.flatnonzero(v)
     return tuple(np.take(x, idx, out=scratch.get(name, n, x.dtype), mode="clip") for name, x in (("p_raw", p), ("g_raw", g)))
+
+
+def chunks(p_raw: np.ndarray, g_raw: np.ndarray):
+    """Blocks of about CHUNK valid pixels of `valid_values`' two arrays (same shape): yields
+    (elements, p block, g block), elements the blocks' slice of the row-major flattening; a 2-D
+    box is cut into whole rows (at least one)."""
+    if p_raw.ndim == 1:
+        for start in range(0, p_raw.size, CHUNK):
+            yield slice(start, min(start + CHUNK, p_raw.size)), p_raw[start : start + CHUNK], g_raw[start : start + CHUNK]
+        return
+    width = p_raw.shape[1]
+    rows = max(1, CHUNK // width)
+    for r in range(0, p_raw.shape[0], rows):
+        p_block = p_raw[r : r + rows]
+        yield slice(r * width, r * width + p_block.size), p_block, g_raw[r : r + rows]
+
+
+def chunk_size(p_raw: np.ndarray) -> int:
+    """The most elements `chunks` puts in one block of p_raw."""
+    return min(p_raw.size, CHUNK if p_raw.ndim == 1 else max(1, CHUNK // p_raw.shape[1]) * p_raw.shape[1])
+
+
+def cast_into(out: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Copy (and cast) a 1-D or 2-D block into the 1-D array `out` of its size, row-major; returns out."""
+    np.copyto(out.reshape(block.shape), block)
+    return out
 
 
 def gather_valid(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,10 +151,7 @@ def gather_valid(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[n
     float64 1-D arrays in row-major order (views of this thread's scratch arrays: valid until the
     next call)."""
     p_raw, g_raw = valid_values(pred, gt, valid)
-    p, g = scratch.get("p", p_raw.size), scratch.get("g", g_raw.size)
-    np.copyto(p, p_raw)
-    np.copyto(g, g_raw)
-    return p, g
+    return cast_into(scratch.get("p", p_raw.size), p_raw), cast_into(scratch.get("g", g_raw.size), g_raw)
 
 
 class LineFit:
