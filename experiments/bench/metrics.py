@@ -1,9 +1,10 @@
 """Benchmark of the depth metric suite against a per-image NumPy reference and the bandwidth floor.
 
-`python -m experiments.bench.metrics [--images 654] [--kinds full,nyu,kitti,lidar] [--space log]`
-times aligning (log space by default) and scoring synthetic depth maps with the suite as the
-evaluation runs it, and with the straightforward NumPy reference below (float64, one image at a
-time, boolean-indexed valid pixels), on the same data in the same run, for four mask kinds:
+`python -m experiments.bench.metrics [--images 654] [--kinds full,nyu,kitti,lidar] [--space log]
+[--base DIR]` times aligning (log space by default) and scoring synthetic depth maps with the
+suite as the evaluation runs it, and with the straightforward NumPy reference below (float64, one
+image at a time, boolean-indexed valid pixels), on the same data in the same run, for four mask
+kinds:
 
 - full:  480x640, every pixel valid;
 - nyu:   480x640, NYUv2 Eigen crop (rows 45:471, cols 41:601) with ~5% holes (GT 0);
@@ -13,9 +14,13 @@ time, boolean-indexed valid pixels), on the same data in the same run, for four 
 For each it prints ms per map of both, the speed-up, the bandwidth floor (reading pred + gt +
 mask once, 9 bytes per pixel, at the read bandwidth measured here on a 128 MiB array) and how
 far above it the suite is, and the largest relative difference of the final metric means
-(must be <= 1e-9). Times are CPU time of this process (`time.process_time`: steadier than wall
-time on a shared machine, and it counts every thread a library starts); the caches are evicted
-before each timed call, so both sides read their maps from memory. One torch thread.
+(must be <= 1e-9). With --base DIR (default: $BENCH_BASE, e.g. `make bench-metrics
+BENCH_BASE=<worktree of main>`) the DepthMetrics of that checkout is timed too, image by image
+in the same loop ('before' columns, and now/before: how many times faster this checkout is).
+Times are CPU time of this process (`time.process_time`: steadier than wall time on a shared
+machine, and it counts every thread a library starts); the caches are evicted before each timed
+call, so every side reads its maps from memory (and starts with cold interpreter state: a few
+hundred microseconds of fixed cost per call). One torch thread.
 
 The NumPy reference (written from the SPEC formulas) is also what tests/metrics compares against.
 """

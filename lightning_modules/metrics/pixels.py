@@ -41,9 +41,9 @@ DOT_BLOCK = 8192
 """Elements per BLAS dot: OpenBLAS runs ddot on one thread up to 10000 elements; above, its
 threads spin-wait and one call took ~7 ms instead of ~5 us when the cores were shared."""
 CHUNK = 1 << 16
-"""Valid pixels cast, aligned and scored per step (a multiple of DOT_BLOCK; 512 KiB per float64
-temporary): large enough that the ~25 NumPy calls per step cost little, small enough to bound
-the temporaries of huge maps."""
+"""Valid pixels cast, aligned and scored per block (`chunks`; 512 KiB per float64 temporary):
+measured fastest here, between the ~45 NumPy calls a block costs (2^14, 2^15: slower) and the
+caches (2^18, 2^19: slower); it also bounds the temporaries of huge maps."""
 RETAIN_MAX = 1 << 22
 """Scratch arrays up to this many elements (32 MiB in float64) are kept between images."""
 
