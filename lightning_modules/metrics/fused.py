@@ -3,7 +3,7 @@
 `score_image` is the per-pixel work of the metric suite. Pass 1 (`fit_pass`) casts the valid
 pixels to float64 (the one cast), takes the fit target (ln g, 1/g or g) and sums what the
 alignment fit needs; pass 2 (`score_pass`) aligns and scores, CHUNK pixels at a time so that the
-temporaries stay in cache. Each step is one NumPy call over a chunk; the work per pixel is kept
+temporaries stay in cache. Each step is one NumPy call over a block; the work per pixel is kept
 small by reusing values: ln g is taken once (fit target and log ratio), the log ratio
 e = ln d - ln g gives rmse_log, log10 and the deltas, and in log space the relative error comes
 from u = exp(e) - 1 = (d - g)/g (one exp, no division), with d - g = g*u. Clipping is skipped
@@ -148,7 +148,7 @@ def score_pass(fit: FitPass, space: str | None, lo: float, hi: float) -> np.ndar
     """Pass 2: align the valid pixels with fit.st in `space`, clip to [lo, hi] (space None: score
     as is), and return the sums behind the 8 metrics: [sum |d-g|/g, sum (d-g)^2/g, sum (d-g)^2,
     sum (ln d - ln g)^2, sum |ln d - ln g|, then the counts below each delta threshold].
-    NaN/inf appear when an input is NaN/inf or <= 0. Overwrites fit.y.
+    NaN/inf appear when an input is NaN/inf or <= 0.
 
     delta_k compares |ln d - ln g| with ln(1.25^k) (`LOG_DELTA_THRESHOLDS`) instead of max(d/g,
     g/d) with 1.25^k: the same pixels except within ~1e-16 relative of a threshold."""
