@@ -1,9 +1,10 @@
 """Benchmark of the depth metric suite against a per-image NumPy reference and the bandwidth floor.
 
-`python -m experiments.bench.metrics [--images 654] [--kinds full,nyu,kitti,lidar] [--space log]`
-times aligning (log space by default) and scoring synthetic depth maps with the suite as the
-evaluation runs it, and with the straightforward NumPy reference below (float64, one image at a
-time, boolean-indexed valid pixels), on the same data in the same run, for four mask kinds:
+`python -m experiments.bench.metrics [--images 654] [--kinds full,nyu,kitti,lidar] [--space log]
+[--base DIR]` times aligning (log space by default) and scoring synthetic depth maps with the
+suite as the evaluation runs it, and with the straightforward NumPy reference below (float64, one
+image at a time, boolean-indexed valid pixels), on the same data in the same run, for four mask
+kinds:
 
 - full:  480x640, every pixel valid;
 - nyu:   480x640, NYUv2 Eigen crop (rows 45:471, cols 41:601) with ~5% holes (GT 0);
@@ -13,9 +14,13 @@ time, boolean-indexed valid pixels), on the same data in the same run, for four 
 For each it prints ms per map of both, the speed-up, the bandwidth floor (reading pred + gt +
 mask once, 9 bytes per pixel, at the read bandwidth measured here on a 128 MiB array) and how
 far above it the suite is, and the largest relative difference of the final metric means
-(must be <= 1e-9). Times are CPU time of this process (`time.process_time`: steadier than wall
-time on a shared machine, and it counts every thread a library starts); the caches are evicted
-before each timed call, so both sides read their maps from memory. One torch thread.
+(must be <= 1e-9). With --base DIR (default: $BENCH_BASE, e.g. `make bench-metrics
+BENCH_BASE=<worktree of main>`) the DepthMetrics of that checkout is timed too, image by image
+in the same loop ('before' columns, and now/before: how many times faster this checkout is).
+Times are CPU time of this process (`time.process_time`: steadier than wall time on a shared
+machine, and it counts every thread a library starts); the caches are evicted before each timed
+call, so every side reads its maps from memory (and starts with cold interpreter state: a few
+hundred microseconds of fixed cost per call). One torch thread.
 
 The NumPy reference (written from the SPEC formulas) is also what tests/metrics compares against.
 """
@@ -23,8 +28,12 @@ The NumPy reference (written from the SPEC formulas) is also what tests/metrics 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -163,40 +172,77 @@ def read_bandwidth(num_bytes: int = 128 * 2**20, repeats: int = 5) -> float:
     return x.nbytes / best
 
 
-def run(kind: str = "nyu", num_images: int = 654, space: str = "log", seed: int = 0) -> dict[str, float]:
+def load_base_depth_metrics(base: str):
+    """The DepthMetrics class of another checkout `base` (e.g. a worktree of main), imported from
+    its own files next to this checkout's: its `lightning_modules` package is imported with
+    `base` first on sys.path, then this checkout's modules are put back in sys.modules (the base
+    classes keep their own module globals). Raises ValueError if `base` has no metric suite."""
+    root = Path(base).resolve()
+    if not (root / "lightning_modules" / "metrics" / "__init__.py").is_file():
+        raise ValueError(f"--base {root}: not a checkout of this project (no lightning_modules/metrics)")
+    import lightning_modules.metrics  # noqa: F401  (this checkout's, to be put back)
+
+    def ours(name: str) -> bool:
+        return name == "lightning_modules" or name.startswith("lightning_modules.")
+
+    saved = {k: sys.modules.pop(k) for k in [k for k in sys.modules if ours(k)]}
+    sys.path.insert(0, str(root))
+    try:
+        return importlib.import_module("lightning_modules.metrics").DepthMetrics
+    finally:
+        sys.path.remove(str(root))
+        for k in [k for k in sys.modules if ours(k)]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+
+
+def run(kind: str = "nyu", num_images: int = 654, space: str = "log", seed: int = 0,
+        base_cls=None) -> dict[str, float]:
     """Time the suite vs the NumPy reference on `num_images` maps of one mask kind (batches of one
-    image, as the evaluation scores them); return ms per map, speed-up and max relative difference."""
+    image, as the evaluation scores them), and `base_cls` (another checkout's DepthMetrics) if
+    given, interleaved image by image; return ms per map, speed-ups and max relative differences."""
     from lightning_modules.metrics import DEPTH_METRIC_NAMES, DepthMetrics
 
     min_depth, max_depth = DEPTH_RANGE[kind]
-    metric = DepthMetrics(space=space, min_depth=min_depth, max_depth=max_depth)  # as the evaluation runs it
+    metrics = {"suite": DepthMetrics(space=space, min_depth=min_depth, max_depth=max_depth)}  # as the evaluation runs it
+    if base_cls is not None:
+        metrics["base"] = base_cls(space=space, min_depth=min_depth, max_depth=max_depth)
     ref_sums = dict.fromkeys(DEPTH_METRIC_NAMES, 0.0)
-    t_suite = t_numpy = 0.0
+    times = dict.fromkeys([*metrics, "numpy"], 0.0)
     pixels = 0
-    evict = np.zeros(48 * 2**20 // 8)  # larger than the L3 cache: both sides start from memory
+    evict = np.zeros(48 * 2**20 // 8)  # larger than the L3 cache: every side starts from memory
     for start in range(0, num_images, 8):  # generate 8 maps at a time, score them one by one
         batch = make_batch(kind, min(8, num_images - start), seed + start)
         for i in range(batch[0].shape[0]):
             pred, gt, valid = (x[i : i + 1] for x in batch)
             pixels += pred.numel()
-            evict += 1.0
-            t0 = time.process_time()
-            metric.update(pred, gt, valid)
-            t_suite += time.process_time() - t0
+            for who, metric in metrics.items():
+                evict += 1.0
+                t0 = time.process_time()
+                metric.update(pred, gt, valid)
+                times[who] += time.process_time() - t0
             p_np, g_np, v_np = pred[0, 0].numpy(), gt[0, 0].numpy(), valid[0, 0].numpy()
             evict += 1.0
             t0 = time.process_time()
             a = ref_align(p_np, g_np, v_np, space, min_depth, max_depth)
             for name, val in ref_depth_metrics(a, g_np, v_np).items():
                 ref_sums[name] += val
-            t_numpy += time.process_time() - t0
-    t0 = time.process_time()
-    ours = {k: float(v) for k, v in metric.compute().items()}
-    t_suite += time.process_time() - t0
+            times["numpy"] += time.process_time() - t0
     ref = {k: v / num_images for k, v in ref_sums.items()}
-    rel = max(abs(ours[k] - ref[k]) / max(abs(ref[k]), 1e-300) for k in DEPTH_METRIC_NAMES)
-    return {"suite_ms": 1e3 * t_suite / num_images, "numpy_ms": 1e3 * t_numpy / num_images,
-            "speedup": t_numpy / t_suite, "max_rel_diff": rel, "bytes_per_map": 9 * pixels / num_images, **ours}
+    out = {"bytes_per_map": 9 * pixels / num_images}
+    for who, metric in metrics.items():
+        t0 = time.process_time()
+        values = {k: float(v) for k, v in metric.compute().items()}
+        times[who] += time.process_time() - t0
+        out[f"{who}_rel_diff"] = max(abs(values[k] - ref[k]) / max(abs(ref[k]), 1e-300) for k in DEPTH_METRIC_NAMES)
+        if who == "suite":
+            out.update(values)
+    out.update({f"{who}_ms": 1e3 * t / num_images for who, t in times.items()})
+    out["speedup"] = times["numpy"] / times["suite"]
+    out["max_rel_diff"] = out["suite_rel_diff"]
+    if "base" in metrics:
+        out["base_speedup"] = times["numpy"] / times["base"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -204,25 +250,38 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--images", type=int, default=654, help="maps per mask kind (NYUv2 test: 654)")
     parser.add_argument("--kinds", default=",".join(MASK_KINDS), help=f"comma-separated subset of {MASK_KINDS}")
     parser.add_argument("--space", default="log", choices=("depth", "disparity", "log"))
+    parser.add_argument("--base", default=os.environ.get("BENCH_BASE") or None,
+                        help="checkout of another commit whose suite is timed alongside ('before'; default $BENCH_BASE)")
     args = parser.parse_args(argv)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     bad = [k for k in kinds if k not in MASK_KINDS]
     if bad or not kinds:
         parser.error(f"--kinds: unknown {bad}; choose from {MASK_KINDS}")
+    try:
+        base_cls = load_base_depth_metrics(args.base) if args.base else None
+    except ValueError as err:
+        parser.error(str(err))
     torch.set_num_threads(1)
     bandwidth = read_bandwidth()
     print(f"alignment '{args.space}', {args.images} maps per kind, torch threads {torch.get_num_threads()}, "
-          f"read bandwidth {bandwidth / 1e9:.1f} GB/s")
-    print(f"{'kind':6s} {'size':>8s} {'suite ms':>9s} {'numpy ms':>9s} {'speed-up':>9s} {'floor ms':>9s} "
-          f"{'x floor':>8s} {'max rel diff':>13s}")
+          f"read bandwidth {bandwidth / 1e9:.1f} GB/s" + (f", before: {Path(args.base).resolve()}" if args.base else ""))
+    before = f"{'before ms':>10s} {'speed-up':>9s} {'x floor':>8s} " if base_cls else ""
+    print(f"{'kind':6s} {'size':>8s} {'numpy ms':>9s} {before}{'suite ms':>9s} {'speed-up':>9s} {'floor ms':>9s} "
+          f"{'x floor':>8s} {'max rel diff':>13s}" + (f" {'now/before':>10s}" if base_cls else ""))
     results, worst = {}, 0.0
     for kind in kinds:
-        res = run(kind, args.images, args.space)
+        res = run(kind, args.images, args.space, base_cls=base_cls)
         floor_ms = 1e3 * res["bytes_per_map"] / bandwidth
         res["floor_ms"], res["x_floor"] = floor_ms, res["suite_ms"] / floor_ms
         h, w = NYU_SIZE if kind in ("full", "nyu") else KITTI_SIZE
-        print(f"{kind:6s} {f'{h}x{w}':>8s} {res['suite_ms']:9.3f} {res['numpy_ms']:9.3f} {res['speedup']:8.2f}x "
-              f"{floor_ms:9.3f} {res['x_floor']:7.1f}x {res['max_rel_diff']:13.2e}")
+        line = f"{kind:6s} {f'{h}x{w}':>8s} {res['numpy_ms']:9.3f} "
+        if base_cls:
+            line += f"{res['base_ms']:10.3f} {res['base_speedup']:8.2f}x {res['base_ms'] / floor_ms:7.1f}x "
+        line += (f"{res['suite_ms']:9.3f} {res['speedup']:8.2f}x {floor_ms:9.3f} {res['x_floor']:7.1f}x "
+                 f"{res['max_rel_diff']:13.2e}")
+        if base_cls:
+            line += f" {res['base_ms'] / res['suite_ms']:9.2f}x"
+        print(line)
         results[kind], worst = res, max(worst, res["max_rel_diff"])
     if worst > 1e-9:
         raise SystemExit(f"metric means differ from the NumPy reference by {worst:.2e} > 1e-9")

@@ -3,8 +3,9 @@
 Functional code (`align_depth`, `depth_metrics`, `angular_error`, `normal_metrics`) holds the
 logic; `DepthMetrics` and `NormalMetrics` are torchmetrics `Metric`s whose states are sums, so
 DDP reduces to exactly the single-process values. Values are fractions; tables multiply by 100.
-The per-pixel depth work (gather the valid pixels once, fit, align, score) is `pixels.score_image`,
-in NumPy float64; `DepthMetrics(space=...)` aligns and scores without building the aligned map.
+The per-pixel depth work (the valid pixels read once, fit, align, score) is `fused.score_image`,
+two passes in NumPy float64; `DepthMetrics(space=...)` aligns and scores without building the
+aligned map.
 """
 
 from __future__ import annotations

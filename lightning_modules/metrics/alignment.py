@@ -2,7 +2,7 @@
 
 The fit runs per image on the valid pixels only, in float64 (`pixels.fit_line`); the aligned map
 is then produced for every pixel with torch, in float64. The metric suite does not need the map:
-`DepthMetrics(space=...)` aligns and scores the valid pixels in one go (`pixels.score_image`).
+`DepthMetrics(space=...)` aligns and scores the valid pixels without it (`fused.score_image`).
 """
 
 from __future__ import annotations

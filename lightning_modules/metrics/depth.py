@@ -17,8 +17,8 @@ import torch
 from torchmetrics import Metric
 
 from lightning_modules.choices import check_choice
-from lightning_modules.metrics.alignment import to_bhw
-from lightning_modules.metrics.pixels import DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy, score_image
+from lightning_modules.metrics.fused import score_image
+from lightning_modules.metrics.pixels import ALIGNMENT_SPACES, DEPTH_METRIC_NAMES, AlignmentSpace, as_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ def check_names(names: Sequence[str] | None, batch: int, who: str) -> None:
         raise ValueError(f"{who}: got {len(names)} names for a batch of {batch}")
 
 
+def bhw(x: np.ndarray, shape: torch.Size, what: str) -> np.ndarray:
+    """A (B,H,W) view of a (B,H,W) or (B,1,H,W) array (`alignment.to_bhw` for the NumPy view of a
+    tensor of `shape`); raise ValueError naming `what` otherwise."""
+    if x.ndim == 4 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim == 3:
+        return x
+    raise ValueError(f"{what}: expected shape (B,H,W) or (B,1,H,W), got {tuple(shape)}")
+
+
 def score_batch(
     pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, space: str | None = None,
     min_depth: float = 1e-5, max_depth: float = math.inf, who: str = "depth_metrics",
@@ -71,16 +81,15 @@ def score_batch(
     """Per-image depth metrics of a batch: ((B, 8) float64 array in DEPTH_METRIC_NAMES order, NaN
     rows for images that cannot be scored; B reasons, None for scored images). Arguments as
     `depth_metrics`; raises ValueError (prefixed with `who`) on a shape mismatch or unknown space."""
-    p3, g3, v3 = to_bhw(pred, "pred"), to_bhw(gt, "gt"), to_bhw(valid, "valid")
-    if not (p3.shape == g3.shape == v3.shape):
+    p_np, g_np, v_np = (bhw(as_numpy(x), x.shape, what) for x, what in ((pred, "pred"), (gt, "gt"), (valid, "valid")))
+    if not (p_np.shape == g_np.shape == v_np.shape):
         raise ValueError(
             f"{who}: shape mismatch: pred {tuple(pred.shape)}, gt {tuple(gt.shape)}, valid {tuple(valid.shape)}"
         )
-    if space is not None:
+    if space is not None and space not in ALIGNMENT_SPACES:
         check_choice(f"{who}: space", space, AlignmentSpace)
     if not min_depth <= max_depth:
         raise ValueError(f"{who}: min_depth {min_depth} > max_depth {max_depth}")
-    p_np, g_np, v_np = as_numpy(p3), as_numpy(g3), as_numpy(v3)
     rows, reasons = [], []
     for i in range(p_np.shape[0]):
         row, why = score_image(p_np[i], g_np[i], v_np[i], space, min_depth, max_depth)
@@ -120,7 +129,9 @@ class DepthMetrics(Metric):
     no pixel usable for the fit, or a NaN/inf or non-positive prediction or ground truth at a
     valid pixel is a bad sample: `on_bad_sample='raise'` raises ValueError naming it (from
     `names`, else its batch index) and why; 'skip' logs a warning, excludes it and counts it in
-    the `num_skipped` state. After each update, `batch_values` holds name -> (B,) float64 CPU
+    `num_skipped`. The one state is `totals`, (10,) float64: the sums of the per-image values in
+    DEPTH_METRIC_NAMES order, then the numbers of scored and skipped images (`num_images`,
+    `num_skipped`; one in-place add per update). After each update, `batch_values` holds name -> (B,) float64 CPU
     tensor of that batch's per-image values (NaN for skipped images).
     compute() -> {name: scalar float64 tensor} for DEPTH_METRIC_NAMES; raises ValueError if no
     image was scored.
@@ -140,10 +151,17 @@ class DepthMetrics(Metric):
             raise ValueError(f"DepthMetrics: min_depth {min_depth} > max_depth {max_depth}")
         self.space, self.min_depth, self.max_depth = space, min_depth, max_depth
         self._batch_values = np.zeros((0, len(DEPTH_METRIC_NAMES)))
-        for name in DEPTH_METRIC_NAMES:
-            self.add_state(f"sum_{name}", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("num_images", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
-        self.add_state("num_skipped", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
+        self.add_state("totals", torch.zeros(len(DEPTH_METRIC_NAMES) + 2, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @property
+    def num_images(self) -> torch.Tensor:
+        """Images scored so far (int64 scalar tensor)."""
+        return self.totals[-2].to(torch.int64)
+
+    @property
+    def num_skipped(self) -> torch.Tensor:
+        """Bad samples skipped so far (int64 scalar tensor)."""
+        return self.totals[-1].to(torch.int64)
 
     def update(
         self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor, names: Sequence[str] | None = None
@@ -159,12 +177,14 @@ class DepthMetrics(Metric):
             keep_np &= screen_samples(problems, names, self.on_bad_sample, "DepthMetrics").numpy()
         values[~keep_np] = math.nan
         self._batch_values = values
-        sums = np.where(keep_np[:, None], values, 0.0).sum(axis=0).tolist()
-        for name, total in zip(DEPTH_METRIC_NAMES, sums):  # in place: torchmetrics clones states it keeps
-            getattr(self, f"sum_{name}").add_(total)
         kept = int(keep_np.sum())
-        self.num_images.add_(kept)
-        self.num_skipped.add_(len(reasons) - kept)
+        totals = np.empty(len(DEPTH_METRIC_NAMES) + 2)
+        totals[:-2] = values[keep_np].sum(axis=0)
+        totals[-2:] = kept, len(reasons) - kept
+        if self.totals.device.type == "cpu":  # in place, through NumPy: a fraction of a torch op's cost
+            self.totals.numpy()[:] += totals
+        else:
+            self.totals.add_(torch.from_numpy(totals).to(self.totals.device))
 
     @property
     def batch_values(self) -> dict[str, torch.Tensor]:
@@ -175,4 +195,5 @@ class DepthMetrics(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         if int(self.num_images) == 0:
             raise ValueError(f"DepthMetrics: no image scored ({int(self.num_skipped)} skipped as bad samples)")
-        return {name: getattr(self, f"sum_{name}") / self.num_images for name in DEPTH_METRIC_NAMES}
+        means = self.totals[:-2] / self.totals[-2]
+        return {name: means[k] for k, name in enumerate(DEPTH_METRIC_NAMES)}

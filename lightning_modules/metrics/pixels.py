@@ -1,11 +1,12 @@
-"""Per-image depth alignment and metrics over the valid pixels only, in NumPy float64 (SPEC 7).
+"""Helpers of the per-pixel depth work of the metric suite, in NumPy float64 (SPEC 7).
 
-The per-pixel work of the metric suite. For one image, pass 1 gathers the valid pixels (the one
-float32 -> float64 cast) and accumulates the alignment fit's sums as each chunk arrives; pass 2
-aligns and scores them chunk by chunk. Scratch arrays are reused from image to image (on this
-kind of machine a fresh multi-megabyte array costs more in page faults than the arithmetic done
-on it), and no multithreaded BLAS is called (it spin-waits on a shared machine).
-Nothing is computed for pixels outside the mask, so sparse LiDAR maps cost what their points cost.
+`fused.score_image` makes the two passes over an image's valid pixels; this module holds what it
+and `alignment` share: gathering the valid pixels (a map whose pixels are all valid is read in
+place, otherwise the valid pixels are gathered once, in the input dtype), the line fit,
+single-threaded dot products and per-thread scratch arrays. Scratch arrays are reused from image
+to image (on this kind of machine a fresh multi-megabyte array costs more in page faults than
+the arithmetic done on it), and BLAS is only called on blocks it runs on one thread (OpenBLAS's
+threads spin-wait on a shared machine).
 
 Inputs are 2-D NumPy arrays of one image; callers holding torch tensors convert with `as_numpy`
 (zero-copy on CPU; other devices are copied to the host, 9 bytes per pixel).
@@ -36,14 +37,15 @@ DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 LOG_DELTA_THRESHOLDS = tuple(float(x) for x in np.log(np.array(DELTA_THRESHOLDS)))
 """ln(1.25^k), by NumPy's own log (the one that takes ln d and ln g), so a ratio of exactly 1.25^k
 against g = 1 is not counted as below."""
-CHUNK = 1 << 17
-"""Valid pixels gathered, aligned and scored per step (1 MiB per float64 temporary): large enough
-that the NumPy call overhead stays small, small enough to bound the temporaries of huge maps."""
+DOT_BLOCK = 8192
+"""Elements per BLAS dot: OpenBLAS runs ddot on one thread up to 10000 elements; above, its
+threads spin-wait and one call took ~7 ms instead of ~5 us when the cores were shared."""
+CHUNK = 1 << 16
+"""Valid pixels cast, aligned and scored per block (`chunks`; 512 KiB per float64 temporary):
+measured fastest here, between the ~45 NumPy calls a block costs (2^14, 2^15: slower) and the
+caches (2^18, 2^19: slower); it also bounds the temporaries of huge maps."""
 RETAIN_MAX = 1 << 22
 """Scratch arrays up to this many elements (32 MiB in float64) are kept between images."""
-
-_NAN_ROW = np.full(len(DEPTH_METRIC_NAMES), math.nan)
-
 
 class _Scratch(threading.local):
     """Per-thread scratch arrays by name, grown on demand and reused between images."""
@@ -62,55 +64,94 @@ class _Scratch(threading.local):
         return a
 
 
-_scratch = _Scratch()
-
-
-DOT_BLOCK = 8192
-"""Elements per BLAS dot call: OpenBLAS runs ddot on one thread up to ~10000 elements; above, its
-threads spin-wait and one call took ~7 ms instead of ~5 us when the cores were shared."""
+scratch = _Scratch()
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """Dot product of two float64 1-D arrays, single-threaded: BLAS ddot on DOT_BLOCK-element
-    slices (about 3x faster than einsum's loop, without BLAS's multithreading)."""
-    return float(sum(np.dot(a[i : i + DOT_BLOCK], b[i : i + DOT_BLOCK]) for i in range(0, a.size, DOT_BLOCK)))
+    """Dot product of two contiguous float64 1-D arrays, single-threaded: BLAS ddot on at most
+    DOT_BLOCK elements per call (one `np.vecdot` call over rows of DOT_BLOCK, one for the tail)."""
+    n = a.size
+    if n <= DOT_BLOCK:
+        return float(np.dot(a, b))
+    k = n - n % DOT_BLOCK
+    total = float(np.add.reduce(np.vecdot(a[:k].reshape(-1, DOT_BLOCK), b[:k].reshape(-1, DOT_BLOCK))))
+    return total + float(np.dot(a[k:], b[k:])) if k < n else total
 
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     """A NumPy view (CPU) or host copy (other devices) of a tensor; half types become float32."""
-    x = x.detach()
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
-    return x.cpu().numpy()
+    if x.requires_grad:
+        x = x.detach()
+    return x.numpy() if x.device.type == "cpu" else x.cpu().numpy()
 
 
-def gathered_chunks(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, p_out: np.ndarray, g_out: np.ndarray):
-    """Gather the prediction and ground truth at the True pixels of `valid` (same 2-D shape) into
-    the float64 1-D arrays p_out, g_out (length = number of valid pixels, row-major order), CHUNK
-    pixels at a time; yields (slice, p_out[slice], g_out[slice]) as each chunk is filled, so the
-    caller can use it while it is in cache."""
-    idx = np.flatnonzero(np.ascontiguousarray(valid, dtype=bool).reshape(-1))
-    flats = [np.ascontiguousarray(x).reshape(-1) for x in (pred, gt)]
-    for start in range(0, idx.size, CHUNK):
-        part = slice(start, min(start + CHUNK, idx.size))
-        for name, flat, dest in zip(("p", "g"), flats, (p_out, g_out)):
-            if flat.dtype == np.float64:
-                np.take(flat, idx[part], out=dest[part], mode="clip")
-            else:  # gather in the input dtype, then the one cast to float64
-                raw = _scratch.get(name + "_raw", CHUNK, flat.dtype)[: part.stop - part.start]
-                np.copyto(dest[part], np.take(flat, idx[part], out=raw, mode="clip"))
-        yield part, p_out[part], g_out[part]
+def valid_box(v2: np.ndarray, n: int) -> tuple[slice, slice] | None:
+    """(rows, cols) if the n > 0 True pixels of the contiguous 2-D bool mask v2 fill exactly that
+    box (an evaluation crop over dense ground truth), else None. Cheap for other masks: it reads
+    the mask up to the first False after the first True, then at most the candidate box."""
+    width = v2.shape[1]
+    first = int(np.argmax(v2.reshape(-1)))
+    r0, c0 = divmod(first, width)
+    row = v2[r0, c0:]
+    w = int(np.argmin(row))  # the first False of the row, or 0 if there is none
+    w = w if not row[w] else row.size
+    if n % w or r0 + n // w > v2.shape[0]:
+        return None
+    rows, cols = slice(r0, r0 + n // w), slice(c0, c0 + w)
+    return (rows, cols) if np.count_nonzero(v2[rows, cols]) == n else None
+
+
+def valid_values(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction and ground truth at the True pixels of `valid` (same 2-D shape), in their
+    input dtypes and in row-major order: 1-D views of the maps when every pixel is valid, 2-D views
+    of the box when the valid pixels fill one (`valid_box`), else two 1-D arrays gathered into this
+    thread's scratch arrays (valid until the next call)."""
+    v2 = np.ascontiguousarray(valid, dtype=bool)
+    n = int(np.count_nonzero(v2))
+    if n == v2.size:
+        return np.ascontiguousarray(pred).reshape(-1), np.ascontiguousarray(gt).reshape(-1)
+    box = valid_box(v2, n) if n else None
+    if box is not None:
+        return pred[box], gt[box]
+    idx = np.flatnonzero(v2)
+    p, g = (np.ascontiguousarray(x).reshape(-1) for x in (pred, gt))
+    return tuple(np.take(x, idx, out=scratch.get(name, n, x.dtype), mode="clip") for name, x in (("p_raw", p), ("g_raw", g)))
+
+
+def chunks(p_raw: np.ndarray, g_raw: np.ndarray):
+    """Blocks of about CHUNK valid pixels of `valid_values`' two arrays (same shape): yields
+    (elements, p block, g block), elements the blocks' slice of the row-major flattening; a 2-D
+    box is cut into whole rows (at least one)."""
+    if p_raw.ndim == 1:
+        for start in range(0, p_raw.size, CHUNK):
+            yield slice(start, min(start + CHUNK, p_raw.size)), p_raw[start : start + CHUNK], g_raw[start : start + CHUNK]
+        return
+    width = p_raw.shape[1]
+    rows = max(1, CHUNK // width)
+    for r in range(0, p_raw.shape[0], rows):
+        p_block = p_raw[r : r + rows]
+        yield slice(r * width, r * width + p_block.size), p_block, g_raw[r : r + rows]
+
+
+def chunk_size(p_raw: np.ndarray) -> int:
+    """The most elements `chunks` puts in one block of p_raw."""
+    return min(p_raw.size, CHUNK if p_raw.ndim == 1 else max(1, CHUNK // p_raw.shape[1]) * p_raw.shape[1])
+
+
+def cast_into(out: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Copy (and cast) a 1-D or 2-D block into the 1-D array `out` of its size, row-major; returns out."""
+    np.copyto(out.reshape(block.shape), block)
+    return out
 
 
 def gather_valid(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The prediction and ground truth at the True pixels of `valid` (same 2-D shape), as two
     float64 1-D arrays in row-major order (views of this thread's scratch arrays: valid until the
     next call)."""
-    n = int(np.count_nonzero(valid))
-    p, g = _scratch.get("p", n), _scratch.get("g", n)
-    for _ in gathered_chunks(pred, gt, valid, p, g):
-        pass
-    return p, g
+    p_raw, g_raw = valid_values(pred, gt, valid)
+    return cast_into(scratch.get("p", p_raw.size), p_raw), cast_into(scratch.get("g", g_raw.size), g_raw)
 
 
 class LineFit:
@@ -128,8 +169,8 @@ class LineFit:
             return
         if self.n == 0:
             self.x0, self.y0 = float(x[0]), float(y[0])
-        xs = np.subtract(x, self.x0, out=_scratch.get("fit_x", x.size))
-        ys = np.subtract(y, self.y0, out=_scratch.get("fit_y", y.size))
+        xs = np.subtract(x, self.x0, out=scratch.get("fit_x", x.size))
+        ys = np.subtract(y, self.y0, out=scratch.get("fit_y", y.size))
         self.n += x.size
         self.sx += float(np.add.reduce(xs))
         self.sy += float(np.add.reduce(ys))
@@ -164,7 +205,7 @@ def fit_target(p: np.ndarray, g: np.ndarray, space: str) -> tuple[np.ndarray, np
     with g > 0 AND p > 0 for disparity and log space."""
     if space == "depth":
         return p, g, g
-    y_all = _scratch.get("target", g.size)
+    y_all = scratch.get("target", g.size)
     if space == "disparity":
         np.divide(1.0, g, out=y_all)
     else:
@@ -178,123 +219,3 @@ def fit_target(p: np.ndarray, g: np.ndarray, space: str) -> tuple[np.ndarray, np
 def clip_range(min_depth: float, max_depth: float) -> tuple[float, float]:
     """(lo, hi) of the final clip: [min_depth, max_depth], then >= DEPTH_FLOOR."""
     return max(min_depth, DEPTH_FLOOR), max(max_depth, DEPTH_FLOOR)
-
-
-def align_pixels(
-    p: np.ndarray, s: float, t: float, space: str, min_depth: float, max_depth: float
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Aligned metric depth of the gathered pixels p given the fit (s, t), clipped as SPEC 7 says,
-    and, in log space, its natural log (else None). Scratch arrays."""
-    lo, hi = clip_range(min_depth, max_depth)
-    d = _scratch.get("d", p.size)
-    if space == "none":
-        return np.clip(p, lo, hi, out=d), None
-    a = np.multiply(p, s, out=d)
-    a += t
-    if space == "depth":
-        return np.clip(a, lo, hi, out=d), None
-    if space == "disparity":
-        np.maximum(a, DISPARITY_MIN, out=a)
-        return np.clip(np.divide(1.0, a, out=a), lo, hi, out=d), None
-    # log: min(max(exp(min(a, 5)), lo), hi) computed as exp of a clip in log space
-    log_lo, log_hi = math.log(lo), math.log(hi)
-    log_d = _scratch.get("log_d", p.size)
-    if log_lo > LOG_DEPTH_CAP:
-        log_d.fill(log_lo)
-    else:
-        np.clip(a, log_lo, min(LOG_DEPTH_CAP, log_hi), out=log_d)
-    return np.exp(log_d, out=d), log_d
-
-
-def metric_sums(d: np.ndarray, g: np.ndarray, log_d: np.ndarray | None, log_g: np.ndarray | None) -> np.ndarray:
-    """Sums behind the 8 depth metrics over gathered pixels (d aligned metric depth, g ground
-    truth, optional precomputed natural logs of both): [sum |d-g|/g, sum (d-g)^2/g, sum (d-g)^2,
-    sum (ln d - ln g)^2, sum |ln d - ln g|, then the counts below each delta threshold].
-    NaN/inf appear when an input is NaN/inf or <= 0. Overwrites d, log_d and log_g.
-
-    delta_k compares |ln d - ln g| with ln(1.25^k) (`LOG_DELTA_THRESHOLDS`) instead of max(d/g,
-    g/d) with 1.25^k: the same pixels except within ~1e-16 relative of a threshold.
-    """
-    n = d.size
-    if log_g is None:
-        log_g = np.log(g, out=_scratch.get("log_g", n))
-    if log_d is None:
-        log_d = np.log(d, out=_scratch.get("log_d", n))
-    dlog = np.subtract(log_d, log_g, out=log_d)
-    sum_dlog2 = dot(dlog, dlog)
-    adlog = np.abs(dlog, out=dlog)
-    below = _scratch.get("below", n, bool)
-    counts = [np.count_nonzero(np.less(adlog, thr, out=below)) for thr in LOG_DELTA_THRESHOLDS]
-    diff = np.subtract(d, g, out=d)
-    rel = np.divide(diff, g, out=log_g)  # signed (d - g) / g
-    sums = [0.0, dot(rel, diff), dot(diff, diff), sum_dlog2, float(np.add.reduce(adlog)), *counts]
-    sums[0] = float(np.add.reduce(np.abs(rel, out=rel)))
-    return np.array(sums)
-
-
-def metric_row(sums: np.ndarray, n: int) -> np.ndarray:
-    """The 8 depth metrics (DEPTH_METRIC_NAMES order, fractions) from `metric_sums` over n pixels."""
-    return np.array([
-        sums[0] / n, sums[1] / n, math.sqrt(sums[2] / n), math.sqrt(sums[3] / n),
-        sums[4] / (n * math.log(10.0)), sums[5] / n, sums[6] / n, sums[7] / n,
-    ])
-
-
-def score_image(
-    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, space: str | None = None,
-    min_depth: float = 1e-5, max_depth: float = math.inf,
-) -> tuple[np.ndarray, str | None]:
-    """Depth metrics of one image over its valid pixels.
-
-    pred, gt, valid: 2-D arrays of one shape (pred any float dtype; gt in metres). space None:
-    pred is aligned metric depth, scored as is; else pred is aligned first in that space
-    (ALIGNMENT_SPACES, SPEC 7) and clipped to [min_depth, max_depth] and >= 1e-6.
-    Returns (8 float64 values in DEPTH_METRIC_NAMES order, None) or, for an image that cannot be
-    scored, (8 NaNs, the reason: no valid pixel, no pixel usable for the fit, a NaN/inf or
-    non-positive ground truth or prediction at a valid pixel).
-    """
-    n = int(np.count_nonzero(valid))
-    if n == 0:
-        return _NAN_ROW.copy(), "no valid pixel"
-    fitting = space not in (None, "none")
-    with np.errstate(all="ignore"):
-        fit = LineFit()
-        p, g = _scratch.get("p", n), _scratch.get("g", n)
-        target = _scratch.get("target", n)  # 1/g or ln g (disparity, log)
-        for part, p_c, g_c in gathered_chunks(pred, gt, valid, p, g):  # pass 1: gather, cast, fit sums
-            if space in ("log", "disparity"):  # fit on g > 0 and p > 0 only (SPEC 7; NaN compares False)
-                y_c = (np.log if space == "log" else np.reciprocal)(g_c, out=target[part])
-                if min(float(np.min(p_c)), float(np.min(g_c))) > 0:
-                    fit.add(p_c, y_c)
-                else:
-                    usable = (p_c > 0) & (g_c > 0)
-                    fit.add(p_c[usable], y_c[usable])
-            elif space == "depth":
-                fit.add(p_c, g_c)
-        log_g = target if space == "log" else None
-        s = t = 0.0
-        if fitting:
-            if fit.n == 0:
-                return _NAN_ROW.copy(), "no pixel usable for the alignment fit (g > 0 and p > 0)"
-            s, t = fit.solve()
-        sums = np.zeros(len(DEPTH_METRIC_NAMES))
-        for start in range(0, n, CHUNK):  # pass 2: align and score, chunk by chunk (in cache)
-            part = slice(start, start + CHUNK)
-            lg = None if log_g is None else log_g[part]
-            if space is None:
-                sums += metric_sums(p[part], g[part], None, lg)
-            else:
-                d, log_d = align_pixels(p[part], s, t, space, min_depth, max_depth)
-                sums += metric_sums(d, g[part], log_d, lg)
-        row = metric_row(sums, p.size)
-    if bool(np.isfinite(row).all()):  # NaN/inf or <= 0 anywhere in d or g make some value NaN/inf
-        return row, None
-    reasons = []
-    p, g = gather_valid(pred, gt, valid)  # again: scoring overwrote the scratch arrays
-    with np.errstate(invalid="ignore"):
-        if not bool((np.isfinite(g) & (g > 0)).all()):
-            reasons.append("ground truth NaN/inf or <= 0 at a valid pixel")
-        pred_ok = np.isfinite(p) if space is not None else np.isfinite(p) & (p > 0)
-    if not bool(pred_ok.all()):
-        reasons.append("prediction NaN/inf" + ("" if space is not None else " or <= 0") + " at a valid pixel")
-    return _NAN_ROW.copy(), "; ".join(reasons) or "non-finite metric value"
