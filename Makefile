@@ -163,7 +163,8 @@ help: ## list the targets and variables
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
 	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
 	@echo "  BENCH_EPOCHS / BENCH_REPEATS  bench-train: epochs of each timed run [$(BENCH_EPOCHS)] (the study: 30), repeats [$(BENCH_REPEATS)]"
-	@echo "  BENCH_BASE   bench-train: a checkout of another commit (e.g. a worktree of main) timed in the same repeats"
+	@echo "  BENCH_BASE   bench-train, bench-data, bench-metrics: a checkout of another commit (e.g. a worktree of main)"
+	@echo "               timed in the same repeats (before/after)"
 	@echo
 	@echo "Re-running a training target: a finished run whose resolved config is unchanged is kept (not retrained),"
 	@echo "an unfinished one resumes from checkpoints/last.ckpt, a changed config or FORCE=1 retrains after moving"
@@ -266,8 +267,8 @@ ablation-paradigms: $(STAMP) $(DATA_DEP) ## FE2E, T2I, GenPercept, MERGE: one da
 tensorboard: $(STAMP) ## serve runs/ with TensorBoard on port 6006
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
 
-bench-metrics: $(STAMP) ## depth metric suite vs a per-image NumPy reference and the bandwidth floor, per mask kind
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.bench.metrics
+bench-metrics: $(STAMP) ## depth metric suite vs a per-image NumPy reference and the bandwidth floor, per mask kind; BENCH_BASE=checkout: before/after
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m experiments.bench.metrics $(if $(BENCH_BASE),--base $(BENCH_BASE))
 
 bench-data: $(STAMP) ## samples/s per loader worker: Hypersim raw and cached, Virtual KITTI; raw Hypersim vs a plain h5py read; BENCH_BASE=checkout: before/after
 	$(PY) -m experiments.bench.data $(if $(BENCH_BASE),--base $(BENCH_BASE))
