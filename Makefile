@@ -19,7 +19,7 @@ MAX_EPOCHS  ?=
 MAX_STEPS   ?=
 CHECKPOINTS ?=
 PRIORS_OUT  ?= lightning_modules/backbones/assets
-BENCH_EPOCHS  ?= 10
+BENCH_EPOCHS  ?= 30
 BENCH_REPEATS ?= 2
 BENCH_BASE    ?=
 
@@ -162,7 +162,7 @@ help: ## list the targets and variables
 	@echo "               thread each, STUDY_THREADS [$(STUDY_THREADS)]; with WEIGHTS or several devices: 1)"
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
 	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
-	@echo "  BENCH_EPOCHS / BENCH_REPEATS  bench-train: epochs of each timed run [$(BENCH_EPOCHS)] (the study: 30), repeats [$(BENCH_REPEATS)]"
+	@echo "  BENCH_EPOCHS / BENCH_REPEATS  bench-train: epochs of each timed run [$(BENCH_EPOCHS)] (the study's), repeats [$(BENCH_REPEATS)]"
 	@echo "  BENCH_BASE   bench-train, bench-data, bench-metrics: a checkout of another commit (e.g. a worktree of main)"
 	@echo "               timed in the same repeats (before/after)"
 	@echo

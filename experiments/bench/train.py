@@ -1,10 +1,11 @@
 """A whole `train` command vs the bare training loop of the same model, on the study's embedded default.
 
-    python -m experiments.bench.train [--epochs 10] [--repeats 2] [--base DIR]
+    python -m experiments.bench.train [--epochs 10] [--repeats 2] [--base DIR] [--threads 1]
 
 The configuration is the one `make ablation-editor-vs-t2i` trains for its 'editor' arm on the embedded
-default (TRAIN_CONFIGS + TRAIN_OVERRIDES, seed 0), shortened to --epochs (30 = the study's length;
-it validates every 5 epochs and at the last one). Each repeat measures, interleaved:
+default (TRAIN_CONFIGS + TRAIN_OVERRIDES, seed 0), over --epochs (30 = the study's length; it
+validates on KITTI every 5 epochs and at the last one), every process on --threads torch threads (1,
+as the study's runs on the embedded default). Each repeat measures, interleaved:
 
 - whole train: wall seconds of a `python -m experiments train` subprocess (interpreter start-up,
   imports, config, model build, data loading, training, validation at its cadence, checkpoints,
@@ -159,13 +160,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of the timed runs (the study: 30)")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every measurement")
     parser.add_argument("--base", default=None, help="checkout of another commit to time the same way ('before')")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of every timed process (OMP_NUM_THREADS); 1 = what the study's runs use "
+                             "on the embedded default (Makefile STUDY_THREADS)")
     parser.add_argument("--child-bare", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_bare:
         print(json.dumps(bare_loop(args.epochs)))
         return
-    if args.epochs < 1 or args.repeats < 1:
-        parser.error("--epochs and --repeats must be >= 1")
+    if args.epochs < 1 or args.repeats < 1 or args.threads < 1:
+        parser.error("--epochs, --repeats and --threads must be >= 1")
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every child: whole train, bare loop, --help
     roots = {"now": ROOT}
     if args.base:
         base = Path(args.base).resolve()
@@ -174,8 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         roots = {"base": base, "now": ROOT}
     helps = {"--help": ["--help"], "train --help": ["train", "--help"]}
     rows: dict[str, list[float]] = {}
-    print(f"whole `train` of {TRAIN_CONFIGS[0]} on the embedded default, {args.epochs} epochs; "
-          f"load average at start {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"whole `train` of {TRAIN_CONFIGS[0]} on the embedded default, {args.epochs} epochs, "
+          f"{args.threads} torch thread(s); load average at start {os.getloadavg()[0]:.2f}", flush=True)
     for label, root in roots.items():
         print(f"  {label}: {root} at {commit_of(root)}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
