@@ -1,7 +1,9 @@
-"""Suite-wide fixtures: one small procedural data root (every real on-disk format) per session."""
+"""Suite-wide fixtures: one small procedural data root (every real on-disk format) per session, and the
+session's one 2-process DDP launch whose results the multi-process tests assert on."""
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP: experiments/thread_policy.py
@@ -31,3 +33,120 @@ def data_overrides(synthetic_root):
         f"data.vkitti_normal_cache_dir={r}/cache", f"evaluation.root={r}/eval", "evaluation.input_scale=0.125",
         "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
     ]
+
+
+# ---- the suite's one 2-process DDP launch ---------------------------------------------------------------------
+# Every multi-process check runs in ONE launch of 2 worker processes (tests/ddp_checks.py), started as torchrun
+# or a multi-node scheduler starts them (externally, with MASTER_ADDR/MASTER_PORT/WORLD_SIZE/RANK/LOCAL_RANK/
+# NODE_RANK), so Lightning's externally-launched path is what is tested and each worker imports torch/Lightning
+# once for all checks. Name -> (kind, config files under experiments/configs, extra overrides, asserted by).
+DDP_CHECKS = {
+    **{f"{method}_{kind}": (kind, [f"{method}.yaml"], ["evaluation.benchmarks=[kitti,nyuv2_normal]"],
+                            "lightning_modules/test_module_ddp.py")
+       for method in ("fe2e", "genpercept") for kind in ("validate", "fit")},
+    "noise_start_validate": ("validate", ["ablation/editor_vs_t2i/editor.yaml",
+                                          "ablation/editor_vs_t2i/direct_adapt.yaml"],
+                             ["evaluation.benchmarks=[kitti]", "objective.num_inference_steps=2",
+                              "evaluation.image_latent=sample"], "lightning_modules/test_module_ddp.py"),
+    "merge_fit": ("fit", ["merge.yaml"], ["objective.num_inference_steps=2", "evaluation.benchmarks=[kitti]",
+                                          "features.blocks=[]"], "lightning_modules/test_merge_module.py"),
+    "metric_shards": ("metrics", [], [], "metrics/test_ddp.py"),
+    "dispersive_gather": ("dispersive", [], [], "objectives/test_dispersive.py"),
+}
+DDP_TIMEOUT_S = 300  # the whole launch; a few seconds of work plus two imports of torch/Lightning
+
+
+class DdpLaunch:
+    """Two worker processes running every DDP_CHECKS entry; started at once, waited for on first use."""
+
+    def __init__(self, out_dir, data_overrides):
+        import socket
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        self.out_dir = Path(out_dir)
+        spec = {"out_dir": str(self.out_dir), "checks": [
+            {"name": name, "kind": kind, "configs": configs,
+             "overrides": [*data_overrides, f"runs_dir={self.out_dir / 'runs' / name}", *extra]}
+            for name, (kind, configs, extra, _) in DDP_CHECKS.items()]}
+        self.specs = {c["name"]: c for c in spec["checks"]}
+        (self.out_dir / "spec.json").write_text(json.dumps(spec))
+        with socket.socket() as s:  # a free port for the rendezvous (rank 0 listens on it)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        script = Path(__file__).with_name("ddp_checks.py")
+        self.deadline = time.monotonic() + DDP_TIMEOUT_S
+        self.procs, self._results, self.timed_out = [], None, False
+        for rank in range(2):
+            env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
+                   "RANK": str(rank), "LOCAL_RANK": str(rank), "NODE_RANK": "0", "OMP_NUM_THREADS": "1"}
+            log = open(self.out_dir / f"rank{rank}.log", "wb")
+            self.procs.append(subprocess.Popen([sys.executable, str(script), str(self.out_dir / "spec.json")],
+                                               cwd=script.parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+
+    def config(self, name: str, runs_dir):
+        """The ExperimentConfig a check's workers load, with runs_dir moved (for the single-process reference)."""
+        from experiments.config import CONFIG_DIR, load_experiment
+
+        spec = self.specs[name]
+        return load_experiment([CONFIG_DIR / c for c in spec["configs"]], [*spec["overrides"], f"runs_dir={runs_dir}"])
+
+    def _wait(self) -> dict:
+        import subprocess
+        import time
+
+        if self._results is None:
+            for p in self.procs:
+                try:
+                    p.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    self.timed_out = True
+                    self.stop()
+            self._results = {}
+            for rank in range(2):
+                f = self.out_dir / f"rank{rank}.json"
+                self._results[rank] = json.loads(f.read_text()) if f.is_file() else {}
+        return self._results
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def get(self, name: str) -> list:
+        """[rank 0 result, rank 1 result] of check `name`; a clear test failure with the workers' logs if
+        either rank did not finish it (error, crash, or the DDP_TIMEOUT_S limit)."""
+        results = self._wait()
+        per_rank = [results[r].get(name, {}) for r in range(2)]
+        if all("result" in r for r in per_rank):
+            return [r["result"] for r in per_rank]
+        lines = [f"DDP check {name!r} did not finish on both ranks (logs and spec in {self.out_dir})"]
+        for rank, (p, r) in enumerate(zip(self.procs, per_rank)):
+            code = (f"killed after DDP_TIMEOUT_S={DDP_TIMEOUT_S}" if self.timed_out and p.returncode < 0
+                    else f"exit code {p.returncode}")
+            log = (self.out_dir / f"rank{rank}.log").read_text(errors="replace")
+            why = r.get("error") or ("no result before the timeout" if self.timed_out else
+                                     "no result: the process died, or an earlier check failed (see its output)")
+            lines += [f"--- rank {rank}: {code}; {why}",
+                      f"--- rank {rank} output (tail):", log[-4000:]]
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ddp_results(tmp_path_factory, data_overrides):
+    """The session's one 2-process launch of every DDP_CHECKS entry (see DdpLaunch)."""
+    launch = DdpLaunch(tmp_path_factory.mktemp("ddp"), data_overrides)
+    yield launch
+    launch.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_ddp_launch_early(request):
+    """Start the launch with the session when a selected test uses it: it runs on the second core while
+    the first tests run (most of them single-threaded), instead of being waited for by its first user."""
+    if any("ddp_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("ddp_results")

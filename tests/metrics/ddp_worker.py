@@ -1,10 +1,8 @@
-"""Worker of test_ddp.py (not a test module): scores a fixed 7-image set, whole or one shard per rank.
+"""Helpers of test_ddp.py (not a test module): score a fixed 7-image set, whole or one shard per rank.
 
-Importable by name in torch.multiprocessing's spawned children because the test puts this folder
-on sys.path (spawn copies the parent's sys.path).
+The shard of each rank is scored in the suite's 2-process launch (tests/ddp_checks.py, kind `metrics`,
+which puts this folder on sys.path); test_ddp.py scores the whole set in the test process.
 """
-
-import json
 
 import numpy as np
 import torch
@@ -54,14 +52,8 @@ def score(items, batch: int = 2) -> dict:
     return out
 
 
-def run(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    """torch.multiprocessing.spawn target: gloo group via a file, score this rank's shard."""
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        items = make_items()
-        result = score([items[i] for i in SHARDS[rank]])
-        with open(f"{out_dir}/rank{rank}.json", "w") as fh:
-            json.dump(result, fh)
-    finally:
-        dist.destroy_process_group()
+def rank_result(rank: int) -> dict:
+    """This rank's shard scored with metrics synced over the initialised 2-process group."""
+    assert dist.get_world_size() == len(SHARDS), "one shard per rank"
+    items = make_items()
+    return score([items[i] for i in SHARDS[rank]])

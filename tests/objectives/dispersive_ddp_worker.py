@@ -1,10 +1,11 @@
-"""Worker of test_dispersive.py's DDP test (not a test module): one rank of a 2-process gloo group.
+"""Helpers of test_dispersive.py's DDP test (not a test module): one rank of a 2-process gloo group.
+
+`rank_result` runs in the suite's 2-process launch (tests/ddp_checks.py, kind `dispersive`, which puts this
+folder on sys.path); the test computes the single-process reference with `make_problem` and `loss_of`.
 
 Each rank holds a slice of a fixed global batch, computes local MSE + 0.5 * dispersive loss of the
 gathered block features, back-propagates, and AVERAGES parameter gradients over ranks as DDP does.
 """
-
-import json
 
 import torch
 import torch.distributed as dist
@@ -31,18 +32,13 @@ def loss_of(block, x, target, gather: bool):
     return ((feats - target) ** 2).mean() + 0.5 * disp, disp
 
 
-def run(rank: int, world: int, init_file: str, out_dir: str) -> None:
-    """torch.multiprocessing.spawn target."""
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        block, x, target = make_problem(batch=world)  # one sample per process, the usual 12B-DiT case
-        total, disp = loss_of(block, x[rank : rank + 1], target[rank : rank + 1], gather=True)
-        total.backward()
-        grads = []
-        for p in block.parameters():
-            dist.all_reduce(p.grad)
-            grads.append((p.grad / world).flatten().tolist())  # DDP's gradient average
-        with open(f"{out_dir}/rank{rank}.json", "w") as fh:
-            json.dump({"disp": float(disp), "grads": grads}, fh)
-    finally:
-        dist.destroy_process_group()
+def rank_result(rank: int, world: int) -> dict:
+    """On the initialised group: this rank's gathered dispersive loss and DDP-averaged gradients."""
+    block, x, target = make_problem(batch=world)  # one sample per process, the usual 12B-DiT case
+    total, disp = loss_of(block, x[rank : rank + 1], target[rank : rank + 1], gather=True)
+    total.backward()
+    grads = []
+    for p in block.parameters():
+        dist.all_reduce(p.grad)
+        grads.append((p.grad / world).flatten().tolist())  # DDP's gradient average
+    return {"disp": float(disp), "grads": grads}
