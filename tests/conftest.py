@@ -147,6 +147,7 @@ def ddp_results(tmp_path_factory, data_overrides):
 @pytest.fixture(scope="session", autouse=True)
 def _start_ddp_launch_early(request):
     """Start the launch with the session when a selected test uses it: it runs on the second core while
-    the first tests run (most of them single-threaded), instead of being waited for by its first user."""
-    if any("ddp_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
+    the first tests run (most of them single-threaded), instead of being waited for by its first user.
+    Not under pytest-xdist, where every worker sees every item: there the first user starts it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ and any("ddp_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("ddp_results")
