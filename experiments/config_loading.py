@@ -9,6 +9,7 @@ the error lists the choices read from the annotation (lightning_modules.choices)
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import types
 import typing
@@ -65,11 +66,27 @@ def _explain(err: OmegaConfBaseException, schema: DictConfig, source: str, schem
     return ConfigError(f"{source}: config key '{key}': {str(err).splitlines()[0]}")
 
 
-def _merge(base: DictConfig, other: DictConfig, schema: DictConfig, source: str, schema_cls: type) -> DictConfig:
+@functools.cache
+def _schema_node(schema: type) -> DictConfig:
+    """OmegaConf.structured(schema), built once per schema class. Never mutated: merges copy it, and
+    error messages only read it."""
+    return OmegaConf.structured(schema)
+
+
+def _merge_layers(schema_node: DictConfig, layers: Sequence[tuple[str, DictConfig]], schema_cls: type) -> DictConfig:
+    """The schema with every (source, layer) merged over it in order. One OmegaConf.merge call (one
+    deep copy) on the usual path; when it fails, the layers are merged one by one to name the source
+    whose layer does not fit the schema."""
     try:
-        return OmegaConf.merge(base, other)
-    except OmegaConfBaseException as err:
-        raise _explain(err, schema, source, schema_cls) from None
+        return OmegaConf.merge(schema_node, *(layer for _, layer in layers))
+    except OmegaConfBaseException as first:
+        cfg = schema_node
+        for source, layer in layers:
+            try:
+                cfg = OmegaConf.merge(cfg, layer)
+            except OmegaConfBaseException as err:
+                raise _explain(err, schema_node, source, schema_cls) from None
+        raise _explain(first, schema_node, "config", schema_cls) from None
 
 
 def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Sequence[str] = (),
@@ -83,20 +100,20 @@ def load_config(schema: type[T], files: Sequence[str | Path] = (), overrides: Se
     (`__post_init__`) already run.
     """
     retired = retired or {}
-    structured = OmegaConf.structured(schema)
-    cfg = structured
-    for path in files:
-        for layer_path, layer in _read_with_defaults(Path(path)):
-            _drop_retired(layer, retired, layer_path)
-            cfg = _merge(cfg, layer, structured, str(layer_path), schema)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"command line: override '{item}' is not of the form key=value")
         if item.split("=", 1)[0] in retired:
             key = item.split("=", 1)[0]
             raise ConfigError(f"command line: config key '{key}' no longer exists: {retired[key]}")
+    layers = []
+    for path in files:
+        for layer_path, layer in _read_with_defaults(Path(path)):
+            _drop_retired(layer, retired, layer_path)
+            layers.append((str(layer_path), layer))
     if overrides:
-        cfg = _merge(cfg, OmegaConf.from_dotlist(list(overrides)), structured, "command line", schema)
+        layers.append(("command line", OmegaConf.from_dotlist(list(overrides))))
+    cfg = _merge_layers(_schema_node(schema), layers, schema)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"required config value(s) missing: {', '.join(missing)} (set them in YAML or as key=value)")

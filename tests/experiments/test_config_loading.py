@@ -48,6 +48,18 @@ def test_wrong_type_names_dotted_path(tmp_path):
         load_config(Outer, [bad])
 
 
+def test_the_failing_layer_is_named_among_several(tmp_path):
+    """Layers are merged in one call; a failure is traced back to the layer that does not fit."""
+    (tmp_path / "a.yaml").write_text("name: x\n")
+    (tmp_path / "b.yaml").write_text("steps: many\n")
+    (tmp_path / "c.yaml").write_text("inner:\n  rate: 0.5\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml.*'steps'") as err:
+        load_config(Outer, [tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"], ["inner.mode=direct"])
+    assert "a.yaml" not in str(err.value) and "c.yaml" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"command line.*'steps'"):
+        load_config(Outer, [tmp_path / "a.yaml", tmp_path / "c.yaml"], ["steps=lots"])
+
+
 def test_missing_required_value():
     with pytest.raises(ConfigError, match="missing: name"):
         load_config(Outer)
