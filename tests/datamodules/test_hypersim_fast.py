@@ -1,5 +1,9 @@
 """The raw Hypersim reader's fast path (datamodules/hypersim_raw.py): the same tensors as decoding the
-frame and building the sample the straightforward way, and as the SPEC formulas written out here."""
+frame and building the sample the straightforward way, and as the SPEC formulas written out
+(tests/datamodules/hypersim_formulas.py)."""
+
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -8,9 +12,12 @@ import torch
 
 from datamodules import hypersim_kernels, hypersim_raw
 from datamodules.hypersim import HypersimDataset, decode_raw, hypersim_intrinsics, planar_depth_from_distance
-from datamodules.hypersim_layout import FOCAL_AT_1024, camera_positions_path, frame_paths
+from datamodules.hypersim_layout import FOCAL_AT_1024, frame_paths
 from datamodules.io_utils import BadSampleError, make_sample, read_hdf5
 from datamodules.synthetic.hypersim_writer import INWARD_ENTITY, write_hypersim
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hypersim_formulas import formula_decode  # noqa: E402
 
 H, W = 48, 64
 KEYS = ("rgb", "depth", "valid_mask", "normal", "intrinsics")
@@ -81,33 +88,16 @@ def test_fast_samples_are_the_decode_path_bit_for_bit(root, small_blocks):
 
 
 def _formula_sample(root, fid):
-    """SPEC 5, 6 written out: tone map of nan_to_num(colour) with p90 over entity pixels, rgb / 255 * 2 - 1;
-    planar depth (float64); normal_cam with x negated, flipped where n_world . (c - p) < -1e-3 |c - p|."""
-    paths = frame_paths(root, fid.scene, fid.frame, fid.cam)
-    entity, dist = read_hdf5(paths["render_entity_id"]), read_hdf5(paths["depth_meters"])
-    has_entity = entity != -1
-    valid = has_entity & np.isfinite(dist)
-    hdr = np.nan_to_num(read_hdf5(paths["color"]).astype(np.float32))
-    brightness = 0.3 * hdr[..., 0] + 0.59 * hdr[..., 1] + 0.11 * hdr[..., 2]
-    p90 = np.percentile(brightness[has_entity], 90)
-    scale = 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
-    with np.errstate(over="ignore"):
-        tone = np.clip(np.maximum(scale * hdr, 0.0) ** (1.0 / 2.2), 0.0, 1.0).astype(np.float32)
-    rgb = (np.round(tone * 255.0).astype(np.uint8).astype(np.float32) / 255.0) * 2.0 - 1.0
+    """SPEC 5, 6 written out (hypersim_formulas.formula_decode), as the sample's arrays: rgb / 255 * 2 - 1
+    (3,H,W); planar depth (float64, 0 where invalid); valid; normal (3,H,W); the flip map; the entity map."""
+    ref = formula_decode(root, fid)
+    rgb = (ref["rgb"].astype(np.float32) / 255.0) * 2.0 - 1.0
     f = FOCAL_AT_1024 * W / 1024
     x = np.arange(W) - (W - 1) / 2
     y = np.arange(H)[:, None] - (H - 1) / 2
-    depth = np.where(valid, dist.astype(np.float64) * f / np.sqrt(x * x + y * y + f * f), 0.0)
-    camera = read_hdf5(camera_positions_path(root, fid.scene, fid.cam)).astype(np.float64)[fid.frame]
-    n_world, position = read_hdf5(paths["normal_world"]).astype(np.float64), read_hdf5(paths["position"]).astype(np.float64)
-    to_cam = camera - position
-    with np.errstate(invalid="ignore"):
-        flip = (n_world * to_cam).sum(-1) < -1e-3 * np.linalg.norm(to_cam, axis=-1)
-    n = read_hdf5(paths["normal_cam"]).astype(np.float32)
-    n[..., 0] *= -1
-    n[flip] *= -1
-    n[~(valid & np.isfinite(n).all(-1))] = 0
-    return rgb.transpose(2, 0, 1), depth, valid, n.transpose(2, 0, 1), flip, entity
+    depth = np.where(ref["valid"], ref["distance"].astype(np.float64) * f / np.sqrt(x * x + y * y + f * f), 0.0)
+    return (rgb.transpose(2, 0, 1), depth, ref["valid"], ref["normal"].transpose(2, 0, 1), ref["flip"],
+            ref["entity"])
 
 
 def test_fast_samples_match_the_formulas(root, small_blocks):
