@@ -78,8 +78,9 @@ STUDY_RUNS := $(foreach s,$(SEEDS),$(foreach a,$(STUDY_ARMS),$(a)-s$(s)))
 # 2-core machine, train + evaluation: 64 s on 1 thread, 84 s on 2), and one thread per run makes the numbers independent of JOBS
 # and of the machine's core count. With WEIGHTS, DEVICES > 1 or NUM_NODES > 1 a run holds every device: 1.
 NPROC := $(shell nproc 2>/dev/null || echo 1)
-JOBS ?= $(if $(or $(WEIGHTS),$(filter-out 1,$(DEVICES) $(NUM_NODES))),1,$(shell n=$(NPROC); r=$(words $(STUDY_RUNS)); echo $$(( n < r ? n : r ))))
-STUDY_THREADS ?= $(if $(or $(WEIGHTS),$(filter-out 1,$(DEVICES) $(NUM_NODES))),,1)
+RUN_HOLDS_DEVICES := $(or $(WEIGHTS),$(filter-out 1,$(DEVICES) $(NUM_NODES)))
+JOBS ?= $(if $(RUN_HOLDS_DEVICES),1,$(shell n=$(NPROC); r=$(words $(STUDY_RUNS)); echo $$(( n < r ? n : r ))))
+STUDY_THREADS ?= $(if $(RUN_HOLDS_DEVICES),,1)
 MERGE_OVR := $(GENERATOR_OVR)
 # GenPercept on a real backbone: the generator's files, then LoRA r64 + the published schedule (a deviation).
 GENPERCEPT_CFG := $(GENERATOR_CFG) $(if $(WEIGHTS),--config $(CFG)/genpercept/lora.yaml)
