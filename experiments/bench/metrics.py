@@ -13,7 +13,9 @@ kinds:
 
 For each it prints ms per map of both, the speed-up, the bandwidth floor (reading pred + gt +
 mask once, 9 bytes per pixel, at the read bandwidth measured here on a 128 MiB array) and how
-far above it the suite is, and the largest relative difference of the final metric means
+far above it the suite is; the compute floor of log-space scoring (one float64 ln and one exp per
+valid pixel: ln g for the fit target, exp of the aligned log depth for the relative errors, with
+the fastest log/exp here, torch's) and how far above that the suite is; the largest relative difference of the final metric means
 (must be <= 1e-9). With --base DIR (default: $BENCH_BASE, e.g. `make bench-metrics
 BENCH_BASE=<worktree of main>`) the DepthMetrics of that checkout is timed too, image by image
 in the same loop ('before' columns, and now/before: how many times faster this checkout is).
@@ -160,6 +162,20 @@ def make_batch(kind: str, n: int, seed: int):
 
 
 # ---------------------------------------------------------------- benchmark
+def transcendental_ms(num_pixels: int, repeats: int = 20) -> float:
+    """Best-of-`repeats` CPU ms of torch.log then torch.exp over `num_pixels` float64 values (in
+    place, in cache, current torch threads): the two transcendentals per valid pixel that any exact
+    log-space alignment and scoring computes (ln g, exp of the aligned log depth)."""
+    x = torch.rand(max(1, num_pixels), dtype=torch.float64) + 0.5
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.process_time()
+        torch.log(x, out=x)
+        torch.exp(x, out=x)
+        best = min(best, time.process_time() - t0)
+    return 1e3 * best
+
+
 def read_bandwidth(num_bytes: int = 128 * 2**20, repeats: int = 5) -> float:
     """Best-of-`repeats` streaming read bandwidth in bytes/s: summing a float32 array of num_bytes
     (larger than the caches) with NumPy, one thread."""
@@ -209,13 +225,14 @@ def run(kind: str = "nyu", num_images: int = 654, space: str = "log", seed: int 
         metrics["base"] = base_cls(space=space, min_depth=min_depth, max_depth=max_depth)
     ref_sums = dict.fromkeys(DEPTH_METRIC_NAMES, 0.0)
     times = dict.fromkeys([*metrics, "numpy"], 0.0)
-    pixels = 0
+    pixels = valid_pixels = 0
     evict = np.zeros(48 * 2**20 // 8)  # larger than the L3 cache: every side starts from memory
     for start in range(0, num_images, 8):  # generate 8 maps at a time, score them one by one
         batch = make_batch(kind, min(8, num_images - start), seed + start)
         for i in range(batch[0].shape[0]):
             pred, gt, valid = (x[i : i + 1] for x in batch)
             pixels += pred.numel()
+            valid_pixels += int(valid.sum())
             for who, metric in metrics.items():
                 evict += 1.0
                 t0 = time.process_time()
@@ -229,7 +246,7 @@ def run(kind: str = "nyu", num_images: int = 654, space: str = "log", seed: int 
                 ref_sums[name] += val
             times["numpy"] += time.process_time() - t0
     ref = {k: v / num_images for k, v in ref_sums.items()}
-    out = {"bytes_per_map": 9 * pixels / num_images}
+    out = {"bytes_per_map": 9 * pixels / num_images, "valid_per_map": valid_pixels / num_images}
     for who, metric in metrics.items():
         t0 = time.process_time()
         values = {k: float(v) for k, v in metric.compute().items()}
@@ -267,18 +284,21 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
           f"read bandwidth {bandwidth / 1e9:.1f} GB/s" + (f", before: {Path(args.base).resolve()}" if args.base else ""))
     before = f"{'before ms':>10s} {'speed-up':>9s} {'x floor':>8s} " if base_cls else ""
     print(f"{'kind':6s} {'size':>8s} {'numpy ms':>9s} {before}{'suite ms':>9s} {'speed-up':>9s} {'floor ms':>9s} "
-          f"{'x floor':>8s} {'max rel diff':>13s}" + (f" {'now/before':>10s}" if base_cls else ""))
+          f"{'x floor':>8s} {'ln+exp ms':>10s} {'x ln+exp':>9s} {'max rel diff':>13s}"
+          + (f" {'now/before':>10s}" if base_cls else ""))
     results, worst = {}, 0.0
     for kind in kinds:
         res = run(kind, args.images, args.space, base_cls=base_cls)
         floor_ms = 1e3 * res["bytes_per_map"] / bandwidth
         res["floor_ms"], res["x_floor"] = floor_ms, res["suite_ms"] / floor_ms
+        res["transcendental_ms"] = transcendental_ms(round(res["valid_per_map"]))
+        res["x_transcendental"] = res["suite_ms"] / res["transcendental_ms"]
         h, w = NYU_SIZE if kind in ("full", "nyu") else KITTI_SIZE
         line = f"{kind:6s} {f'{h}x{w}':>8s} {res['numpy_ms']:9.3f} "
         if base_cls:
             line += f"{res['base_ms']:10.3f} {res['base_speedup']:8.2f}x {res['base_ms'] / floor_ms:7.1f}x "
         line += (f"{res['suite_ms']:9.3f} {res['speedup']:8.2f}x {floor_ms:9.3f} {res['x_floor']:7.1f}x "
-                 f"{res['max_rel_diff']:13.2e}")
+                 f"{res['transcendental_ms']:10.3f} {res['x_transcendental']:8.1f}x {res['max_rel_diff']:13.2e}")
         if base_cls:
             line += f" {res['base_ms'] / res['suite_ms']:9.2f}x"
         print(line)

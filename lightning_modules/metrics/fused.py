@@ -28,8 +28,10 @@ from lightning_modules.metrics.pixels import (
     chunks,
     clip_range,
     dot,
+    exp_inplace,
     fit_line,
     gather_valid,
+    log_into,
     scratch,
     valid_values,
 )
@@ -84,8 +86,8 @@ def fit_pass(p_raw: np.ndarray, g_raw: np.ndarray, space: str | None) -> FitPass
         if not fitting:
             continue
         yc = y[part] if space == "log" else y_buf[:k]
-        if space == "log":  # float32 in, float64 out: the one cast, inside the ufunc
-            np.log(g_block, out=yc.reshape(g_block.shape), dtype=np.float64)
+        if space == "log":  # the one cast, then the log in place
+            log_into(yc, g_block)
         elif space == "disparity":
             np.divide(1.0, g_block, out=yc.reshape(g_block.shape), dtype=np.float64)
         else:
@@ -110,7 +112,7 @@ def fit_pass(p_raw: np.ndarray, g_raw: np.ndarray, space: str | None) -> FitPass
     if space == "depth":
         return FitPass(p_raw, g_raw, y, fit_line(x, g), x_ranges)
     usable = (x > 0) & (g > 0)  # NaN compares False: excluded
-    st = fit_line(x[usable], np.log(g, out=g)[usable] if space == "log" else np.divide(1.0, g, out=g)[usable])
+    st = fit_line(x[usable], log_into(g, g)[usable] if space == "log" else np.divide(1.0, g, out=g)[usable])
     return FitPass(p_raw, g_raw, y, st if usable.any() else None, x_ranges)
 
 
@@ -180,7 +182,7 @@ def score_pass(fit: FitPass, space: str | None, lo: float, hi: float) -> np.ndar
                 _clip(e, bounds)
             e -= fit.y[part]  # ln d - ln g
             _log_ratio_sums(e, a, below, sums)
-            u = np.exp(e, out=e)
+            u = exp_inplace(e)
             u -= 1.0  # (d - g) / g
             w = np.multiply(g_block, u.reshape(shape), out=a.reshape(shape), dtype=np.float64).reshape(-1)  # d - g
         else:
@@ -193,8 +195,8 @@ def score_pass(fit: FitPass, space: str | None, lo: float, hi: float) -> np.ndar
                     _clip(d, floor)
                     np.divide(1.0, d, out=d)
             _clip(d, bounds)
-            np.log(d, out=e)
-            e -= np.log(g_block, out=a.reshape(shape), dtype=np.float64).reshape(-1)  # ln d - ln g
+            log_into(e, d)
+            e -= log_into(a, g_block)  # ln d - ln g
             _log_ratio_sums(e, a, below, sums)
             w = np.subtract(d.reshape(shape), g_block, out=d.reshape(shape), dtype=np.float64).reshape(-1)  # d - g
             u = np.divide(w.reshape(shape), g_block, out=a.reshape(shape), dtype=np.float64).reshape(-1)  # (d - g) / g

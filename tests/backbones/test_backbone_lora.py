@@ -138,9 +138,14 @@ def test_kohya_conversion_full_width_single_block_through_diffusers():
     out = convert_kohya_lora({"lora_unet_single_blocks_5_linear1.lora_down.weight": down,
                               "lora_unet_single_blocks_5_linear1.lora_up.weight": up,
                               "lora_unet_single_blocks_5_linear1.alpha": torch.tensor(2.0)}, hidden=h)
-    full = 0.5 * up @ down
+    # delta W = (alpha / r) up @ down, compared on 16 random probe columns: B (A V) = 0.5 up (down V)
+    # row block by row block (the same matrices with probability 1, without forming 21504x3072 products)
+    probes = torch.randn(h, 16, generator=g, dtype=torch.float64)
+    full = 0.5 * up.double() @ (down.double() @ probes)
     rows = {"attn.to_q": (0, h), "attn.to_k": (h, 2 * h), "attn.to_v": (2 * h, 3 * h), "proj_mlp": (3 * h, 7 * h)}
     assert len(out) == 8
     for name, (a, b) in rows.items():
         p = f"transformer.single_transformer_blocks.5.{name}."
-        torch.testing.assert_close(out[p + "lora_B.weight"] @ out[p + "lora_A.weight"], full[a:b])
+        lora_a, lora_b = out[p + "lora_A.weight"], out[p + "lora_B.weight"]
+        assert lora_a.shape == (r, h) and lora_b.shape == (b - a, r)
+        torch.testing.assert_close(lora_b.double() @ (lora_a.double() @ probes), full[a:b], rtol=1e-5, atol=1e-5)
