@@ -179,8 +179,14 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP) ## create/update .venv (only when setup.cfg changed)
 
-test: $(STAMP) ## run the test suite (what CI runs; skips slow and gpu tests)
-	OMP_NUM_THREADS=2 $(PY) -m pytest -q
+# Test processes (pytest-xdist): one per core up to 4, each on one torch thread, whole files per process (a file's
+# module fixtures run once); the suite's one DDP launch is shared by all of them (tests/conftest.py). TEST_JOBS=1: one
+# process on 2 threads.
+TEST_JOBS ?= $(shell n=$(NPROC); echo $$(( n < 4 ? n : 4 )))
+TEST_RUN  := $(if $(filter-out 0 1,$(TEST_JOBS)),OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile,OMP_NUM_THREADS=2 $(PY) -m pytest -q -p no:xdist)
+
+test: $(STAMP) ## run the test suite (what CI runs; skips slow and gpu tests); TEST_JOBS processes
+	$(TEST_RUN)
 
 test-slow: $(STAMP) ## run the slow tests too (end-to-end smoke tests of the Make targets)
 	$(PY) -m pytest -q -m "not gpu"

@@ -11,7 +11,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# OMP_NUM_THREADS when set (`make test`: 1 per pytest-xdist process, 2 without xdist), else up to 2
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture(scope="session")
@@ -57,35 +58,76 @@ DDP_TIMEOUT_S = 300  # the whole launch; a few seconds of work plus two imports 
 
 
 class DdpLaunch:
-    """Two worker processes running every DDP_CHECKS entry; started at once, waited for on first use."""
+    """Two worker processes running every DDP_CHECKS entry, writing into `out_dir`; started once per test
+    session (under pytest-xdist: once for all xdist workers, see `ddp_results`), waited for on first use.
 
-    def __init__(self, out_dir, data_overrides):
-        import socket
-        import subprocess
-        import sys
-        import time
+    `DdpLaunch.start` launches them and a thread that waits for both and writes out_dir/done.json
+    ({"returncodes": [...], "timed_out": bool}; killing them after DDP_TIMEOUT_S); `DdpLaunch.attach`
+    reads a launch another process started. Either side reads results only once done.json exists."""
+
+    def __init__(self, out_dir, spec: dict):
         from pathlib import Path
 
         self.out_dir = Path(out_dir)
-        spec = {"out_dir": str(self.out_dir), "checks": [
-            {"name": name, "kind": kind, "configs": configs,
-             "overrides": [*data_overrides, f"runs_dir={self.out_dir / 'runs' / name}", *extra]}
-            for name, (kind, configs, extra, _) in DDP_CHECKS.items()]}
         self.specs = {c["name"]: c for c in spec["checks"]}
-        (self.out_dir / "spec.json").write_text(json.dumps(spec))
+        self.deadline = spec["deadline"]  # time.time() after which the launch is killed
+        self.procs, self._results, self._done = [], None, None
+
+    @classmethod
+    def start(cls, out_dir, data_overrides) -> DdpLaunch:
+        import socket
+        import subprocess
+        import sys
+        import threading
+        import time
+        from pathlib import Path
+
+        out_dir = Path(out_dir)
+        spec = {"out_dir": str(out_dir), "deadline": time.time() + DDP_TIMEOUT_S, "checks": [
+            {"name": name, "kind": kind, "configs": configs,
+             "overrides": [*data_overrides, f"runs_dir={out_dir / 'runs' / name}", *extra]}
+            for name, (kind, configs, extra, _) in DDP_CHECKS.items()]}
+        launch = cls(out_dir, spec)
+        (out_dir / "spec.json").write_text(json.dumps(spec))  # read by the workers (and by `attach`)
         with socket.socket() as s:  # a free port for the rendezvous (rank 0 listens on it)
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         script = Path(__file__).with_name("ddp_checks.py")
-        self.deadline = time.monotonic() + DDP_TIMEOUT_S
-        self.procs, self._results, self.timed_out = [], None, False
         for rank in range(2):
             env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2",
                    "RANK": str(rank), "LOCAL_RANK": str(rank), "NODE_RANK": "0", "OMP_NUM_THREADS": "1"}
-            log = open(self.out_dir / f"rank{rank}.log", "wb")
-            self.procs.append(subprocess.Popen([sys.executable, str(script), str(self.out_dir / "spec.json")],
-                                               cwd=script.parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT))
-            log.close()
+            with open(out_dir / f"rank{rank}.log", "wb") as log:
+                launch.procs.append(subprocess.Popen([sys.executable, str(script), str(out_dir / "spec.json")],
+                                                     cwd=script.parent.parent, env=env, stdout=log,
+                                                     stderr=subprocess.STDOUT))
+        launch._waiter = threading.Thread(target=launch._reap, daemon=True)
+        launch._waiter.start()
+        return launch
+
+    @classmethod
+    def attach(cls, out_dir) -> DdpLaunch:
+        from pathlib import Path
+
+        return cls(out_dir, json.loads((Path(out_dir) / "spec.json").read_text()))
+
+    def _reap(self) -> None:
+        """Wait for both workers (killing them at the deadline), then write done.json."""
+        import subprocess
+        import time
+
+        timed_out = False
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(1.0, self.deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                for q in self.procs:
+                    q.kill()
+                    q.wait()
+        done = {"returncodes": [p.returncode for p in self.procs], "timed_out": timed_out}
+        tmp = self.out_dir / "done.json.tmp"
+        tmp.write_text(json.dumps(done))
+        tmp.replace(self.out_dir / "done.json")
 
     def config(self, name: str, runs_dir):
         """The ExperimentConfig a check's workers load, with runs_dir moved (for the single-process reference)."""
@@ -94,42 +136,42 @@ class DdpLaunch:
         spec = self.specs[name]
         return load_experiment([CONFIG_DIR / c for c in spec["configs"]], [*spec["overrides"], f"runs_dir={runs_dir}"])
 
-    def _wait(self) -> dict:
-        import subprocess
+    def wait(self) -> dict:
+        """done.json once the launch has ended (a few seconds past the deadline at most)."""
         import time
 
+        done_file = self.out_dir / "done.json"
+        while self._done is None:
+            if done_file.is_file():
+                self._done = json.loads(done_file.read_text())
+            elif time.time() > self.deadline + 30:  # the launching process died without writing it
+                self._done = {"returncodes": [None, None], "timed_out": True}
+            else:
+                time.sleep(0.1)
+        return self._done
+
+    def _results_by_rank(self) -> dict:
         if self._results is None:
-            for p in self.procs:
-                try:
-                    p.wait(timeout=max(1.0, self.deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    self.timed_out = True
-                    self.stop()
+            self.wait()
             self._results = {}
             for rank in range(2):
                 f = self.out_dir / f"rank{rank}.json"
                 self._results[rank] = json.loads(f.read_text()) if f.is_file() else {}
         return self._results
 
-    def stop(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-
     def get(self, name: str) -> list:
         """[rank 0 result, rank 1 result] of check `name`; a clear test failure with the workers' logs if
         either rank did not finish it (error, crash, or the DDP_TIMEOUT_S limit)."""
-        results = self._wait()
+        results = self._results_by_rank()
         per_rank = [results[r].get(name, {}) for r in range(2)]
         if all("result" in r for r in per_rank):
             return [r["result"] for r in per_rank]
+        done = self.wait()
         lines = [f"DDP check {name!r} did not finish on both ranks (logs and spec in {self.out_dir})"]
-        for rank, (p, r) in enumerate(zip(self.procs, per_rank)):
-            code = (f"killed after DDP_TIMEOUT_S={DDP_TIMEOUT_S}" if self.timed_out and p.returncode < 0
-                    else f"exit code {p.returncode}")
+        for rank, (returncode, r) in enumerate(zip(done["returncodes"], per_rank)):
+            code = f"killed after DDP_TIMEOUT_S={DDP_TIMEOUT_S}" if done["timed_out"] else f"exit code {returncode}"
             log = (self.out_dir / f"rank{rank}.log").read_text(errors="replace")
-            why = r.get("error") or ("no result before the timeout" if self.timed_out else
+            why = r.get("error") or ("no result before the timeout" if done["timed_out"] else
                                      "no result: the process died, or an earlier check failed (see its output)")
             lines += [f"--- rank {rank}: {code}; {why}",
                       f"--- rank {rank} output (tail):", log[-4000:]]
@@ -138,16 +180,29 @@ class DdpLaunch:
 
 @pytest.fixture(scope="session")
 def ddp_results(tmp_path_factory, data_overrides):
-    """The session's one 2-process launch of every DDP_CHECKS entry (see DdpLaunch)."""
-    launch = DdpLaunch(tmp_path_factory.mktemp("ddp"), data_overrides)
+    """The one 2-process launch of every DDP_CHECKS entry (see DdpLaunch). Under pytest-xdist the xdist
+    workers share it: the first to ask starts it in their common temporary folder (under a file lock),
+    the others attach. The process that started it waits for its end at teardown (never killing a launch
+    another worker still reads; the launch kills itself at its deadline)."""
+    from filelock import FileLock
+
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        shared = tmp_path_factory.getbasetemp().parent / "ddp"  # the xdist workers' common folder
+        shared.mkdir(exist_ok=True)
+        with FileLock(shared.parent / "ddp.lock"):
+            launch = (DdpLaunch.attach(shared) if (shared / "spec.json").is_file()
+                      else DdpLaunch.start(shared, data_overrides))
+    else:
+        launch = DdpLaunch.start(tmp_path_factory.mktemp("ddp"), data_overrides)
     yield launch
-    launch.stop()
+    if launch.procs:
+        launch.wait()
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _start_ddp_launch_early(request):
-    """Start the launch with the session when a selected test uses it: it runs on the second core while
-    the first tests run (most of them single-threaded), instead of being waited for by its first user.
-    Not under pytest-xdist, where every worker sees every item: there the first user starts it."""
-    if "PYTEST_XDIST_WORKER" not in os.environ and any("ddp_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
+    """Start the launch with the session when a selected test uses it: it runs beside the first tests (most
+    of them single-threaded) instead of being waited for by its first user. Under pytest-xdist every worker
+    sees every item; the first one starts the launch, the others attach to it."""
+    if any("ddp_results" in getattr(item, "fixturenames", ()) for item in request.session.items):
         request.getfixturevalue("ddp_results")

@@ -34,9 +34,6 @@ DEPTH_FLOOR = 1e-6
 """Aligned depth is always clipped to at least this (metres)."""
 DELTA_THRESHOLDS = (1.25, 1.25**2, 1.25**3)
 """delta_k counts pixels with max(p/g, g/p) < 1.25^k (strict)."""
-LOG_DELTA_THRESHOLDS = tuple(torch.log(torch.tensor(DELTA_THRESHOLDS, dtype=torch.float64)).tolist())
-"""ln(1.25^k), by the log that takes ln d and ln g (`log_into`: torch's), so a ratio of exactly
-1.25^k against g = 1 is not counted as below."""
 DOT_BLOCK = 8192
 """Elements per BLAS dot: OpenBLAS runs ddot on one thread up to 10000 elements; above, its
 threads spin-wait and one call took ~7 ms instead of ~5 us when the cores were shared."""
@@ -146,20 +143,47 @@ def cast_into(out: np.ndarray, block: np.ndarray) -> np.ndarray:
     return out
 
 
+def numpy_has_simd_log_exp() -> bool:
+    """True when NumPy runs its AVX-512 (x86-64-v4) float64 log and exp on this CPU. Measured
+    (`make bench-metrics`): with AVX-512 NumPy's take ~0.8 ns/element and torch's (SLEEF) ~2 ns;
+    on an AVX2 CPU NumPy's take ~8 ns and torch's ~4 ns (elsewhere torch's are the vectorised ones)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
+    return bool(__cpu_features__.get("X86_V4", __cpu_features__.get("AVX512_SKX", False)))
+
+
+NUMPY_LOG_EXP = numpy_has_simd_log_exp()
+"""Which float64 ln/exp the metric suite uses (`log_into`, `exp_inplace`): NumPy's where they are
+vectorised (AVX-512), else torch's. Fixed per machine, so a machine always gives the same numbers;
+either is within a few ulp of the correctly rounded value."""
+
+
 def log_into(out: np.ndarray, block: np.ndarray) -> np.ndarray:
     """ln of a 1-D or 2-D block (any float dtype) in float64, into the contiguous float64 1-D array
-    `out` of its size (cast first, then the log in place); returns out. torch's vectorised log
-    (SLEEF, within 1 ulp) is ~2x NumPy's float64 log on AVX2 CPUs (`make bench-metrics`)."""
+    `out` of its size (the block is cast to float64 first); returns out. NumPy's or torch's log
+    (`NUMPY_LOG_EXP`)."""
+    if NUMPY_LOG_EXP:
+        np.log(block, out=out.reshape(block.shape), dtype=np.float64)
+        return out
     t = torch.from_numpy(cast_into(out, block))
     torch.log(t, out=t)
     return out
 
 
 def exp_inplace(a: np.ndarray) -> np.ndarray:
-    """exp of the contiguous float64 1-D array `a`, in place (torch's vectorised exp, as `log_into`); returns a."""
+    """exp of the contiguous float64 1-D array `a`, in place (NumPy's or torch's, as `log_into`); returns a."""
+    if NUMPY_LOG_EXP:
+        return np.exp(a, out=a)
     t = torch.from_numpy(a)
     torch.exp(t, out=t)
     return a
+
+
+LOG_DELTA_THRESHOLDS = tuple(log_into(np.empty(3), np.array(DELTA_THRESHOLDS)).tolist())
+"""ln(1.25^k), by the log that takes ln d and ln g (`log_into`), so a ratio of exactly 1.25^k
+against g = 1 is not counted as below."""
 
 
 def gather_valid(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
