@@ -89,16 +89,17 @@ def _lerp(a: np.float32, b: np.float32, gamma: float) -> np.float32:
     return a + diff * np.float32(gamma)
 
 
-def percentile90(values: np.ndarray) -> np.float32:
+def percentile90(values: np.ndarray, count: int | None = None) -> np.float32:
     """np.nanpercentile(values, 90) (method 'linear': np.percentile of the non-NaN values) of a
     float32 array, bit for bit, without a full sort.
 
     The ranks k, k+1 it interpolates are bracketed by two values lo < hi of a strided sample of
     ~8192 values; counting the values < lo, <= lo, < hi and <= hi places both ranks exactly (on lo,
     on hi, or among the few values strictly between, which are then partitioned). A bracket that
-    misses them (counted, never assumed) falls back to np.nanpercentile."""
+    misses them (counted, never assumed) falls back to np.nanpercentile. `count`: the number of
+    non-NaN values when the caller knows it (saves a pass)."""
     flat = values.reshape(-1)
-    n = int(np.count_nonzero(flat == flat))  # NaN != NaN
+    n = int(np.count_nonzero(flat == flat)) if count is None else count  # NaN != NaN
     step = (flat.size // 8192) | 1  # odd: the sample does not alias a power-of-two image width
     sample = np.sort(flat[::step])  # NaN sort last
     m = int(np.count_nonzero(sample == sample))
@@ -150,9 +151,10 @@ def exposure_scale(brightness: np.ndarray, valid: np.ndarray):
     """0.8^2.2 / p90 of the (H,W) float32 `brightness` over the `valid` pixels, where it must be
     finite; 0 if p90 < 1e-4 (np.float32, as np.percentile's result divides it). Overwrites
     `brightness` with NaN at the other pixels."""
-    if not valid.all():
+    n = int(np.count_nonzero(valid))
+    if n < valid.size:
         np.copyto(brightness, np.float32(np.nan), where=~valid)
-    p90 = percentile90(brightness)
+    p90 = percentile90(brightness, count=n)  # finite at the n valid pixels, NaN elsewhere
     return 0.0 if p90 < 1e-4 else 0.8**2.2 / p90
 
 
@@ -220,8 +222,9 @@ def inward_normals(normal_world: np.ndarray, position: np.ndarray, camera: np.nd
 def _abs_max(a: np.ndarray) -> float:
     """max |a| over the non-NaN values of float32 `a` (inf if any is infinite; 0 if all NaN)."""
     with np.errstate(invalid="ignore"):
-        top, bottom = np.fmax.reduce(a, axis=None), np.fmin.reduce(a, axis=None)
-    return float(np.nan_to_num(max(top, -bottom), nan=0.0, posinf=np.inf))
+        top, bottom = float(np.fmax.reduce(a, axis=None)), float(np.fmin.reduce(a, axis=None))
+    m = max(top, -bottom)  # NaN only when every value is NaN (then both are NaN)
+    return m if m == m else 0.0
 
 
 def block_rows(width: int) -> int:

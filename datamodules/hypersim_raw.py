@@ -32,7 +32,7 @@ from datamodules.hypersim_kernels import (
     tone_table_uint8,
 )
 from datamodules.hypersim_layout import FOCAL_AT_1024
-from datamodules.io_utils import BadSampleError
+from datamodules.io_utils import BadSampleError, lookup
 
 UINT8_TO_PM1 = (np.arange(256, dtype=np.float32) / 255.0) * 2.0 - 1.0
 """uint8 -> float32 in [-1, 1] as make_sample computes it, (x / 255) * 2 - 1."""
@@ -132,22 +132,20 @@ def load_raw_sample(
     finite = np.isfinite(b, out=scratch("finite", (h, w), bool))  # iff the three are (float16 <= 65504)
     if np.greater(has_entity, finite, out=finite).any():
         raise BadSampleError(f"{paths['color']}: non-finite colour values at valid pixels")
-    table = torch.from_numpy(UINT8_TO_PM1[tone_table_uint8(exposure_scale(b, has_entity))])
+    table = UINT8_TO_PM1[tone_table_uint8(exposure_scale(b, has_entity))]
     camera = camera_position()
 
-    # rgb: one gather per channel plane; outputs allocated by NumPy (torch's allocations cost ~10x
-    # more page faults here)
+    # rgb: one gather from the table, indexed by the channel planes' bits in blocks of rows (np.take widens
+    # each block's uint16 indices itself: 1.5x faster here than int32 copies + torch.index_select); outputs
+    # allocated by NumPy (torch's allocations cost ~10x more page faults here)
     rgb = np.empty((3, h, w), np.float32)
-    index = torch.from_numpy(scratch("rgb_index", (h * w,), np.int32))
-    for c in range(3):
-        index.copy_(torch.from_numpy(planes[c].view(np.uint16)).view(-1))
-        torch.index_select(table, 0, index, out=torch.from_numpy(rgb[c]).view(-1))
+    lookup(table, planes.view(np.uint16).reshape(3 * h, w), out=rgb.reshape(3 * h, w), block=1 << 16)
 
-    # per block: flips (SPEC 5: outward in the world frame), normals in the project convention
-    normal, flip = np.empty((3, h, w), np.float32), scratch("flip", (h, w), bool)
+    # flips (SPEC 5: outward in the world frame), then per block the normals in the project convention
+    normal = np.empty((3, h, w), np.float32)
+    flip = inward_normals_fast(arrays["normal_world"], arrays["position"], camera, out=scratch("flip", (h, w), bool))
     for rows in blocks:
         r = rows.stop - rows.start
-        inward_normals_fast(arrays["normal_world"][rows], arrays["position"][rows], camera, out=flip[rows])
         n_cam = deinterleave(arrays["normal_cam"][rows], scratch("normal_bits", (3, r, w), np.float16))
         n = normal[:, rows]
         to_float32(n_cam, n)
