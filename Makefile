@@ -162,6 +162,7 @@ help: ## list the targets and variables
 	@echo "  JOBS         ablation-editor-vs-t2i: runs trained at once [$(JOBS)] (embedded default: the cores, one torch"
 	@echo "               thread each, STUDY_THREADS [$(STUDY_THREADS)]; with WEIGHTS or several devices: 1)"
 	@echo "  PRIORS_OUT   where make priors writes the miniature priors [$(PRIORS_OUT)]"
+	@echo "  TEST_JOBS    make test: pytest-xdist processes [$(TEST_JOBS)] (the cores up to 4, one torch thread each; 1: one process)"
 	@echo "  FORCE=1      retrain runs that are finished with an unchanged config"
 	@echo "  BENCH_EPOCHS / BENCH_REPEATS  bench-train: epochs of each timed run [$(BENCH_EPOCHS)] (the study's), repeats [$(BENCH_REPEATS)]"
 	@echo "  BENCH_BASE   bench-train, bench-data, bench-metrics: a checkout of another commit (e.g. a worktree of main)"
