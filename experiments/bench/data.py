@@ -14,7 +14,10 @@ in this process). Torch runs one thread, as in a DataLoader worker.
 
 With --base DIR (a checkout of another commit, e.g. a git worktree of main), each repeat also
 times that checkout's raw Hypersim reader on the same files, in a child process (one warm-up
-pass, then a timed one, CPU time of the child), so that before and after come from the same run.
+pass, then a timed one, CPU time of the child), so that before and after come from the same run;
+and that checkout's `normals_from_depth` (a self-contained module, loaded from its file) against
+this one's on the same full-size Virtual KITTI depth map, interleaved in this process, with a
+check that both give the same bits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -99,6 +103,28 @@ def base_per_second(base: Path, root: Path) -> float:
     return result["per_second"]
 
 
+def normals_before_after(base: Path, depth: np.ndarray, K: np.ndarray, repeats: int) -> dict[str, float]:
+    """Best-of-`repeats` CPU seconds of `base`'s and this checkout's normals_from_depth on one (H,W)
+    depth map (valid: depth > 0), interleaved, and whether they return the same bits (1.0 / 0.0)."""
+    import importlib.util
+
+    from datamodules.normals_from_depth import normals_from_depth
+
+    spec = importlib.util.spec_from_file_location("base_normals_from_depth", base / "datamodules" / "normals_from_depth.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    valid = depth > 0
+    best = {"base": float("inf"), "now": float("inf")}
+    out = {}
+    for _ in range(max(1, repeats)):
+        for who, fn in (("base", module.normals_from_depth), ("now", normals_from_depth)):
+            start = time.process_time()
+            out[who] = fn(depth, valid, K)
+            best[who] = min(best[who], time.process_time() - start)
+    return {"vkitti_normals_base_s": best["base"], "vkitti_normals_now_s": best["now"],
+            "vkitti_normals_identical": float(out["base"].tobytes() == out["now"].tobytes())}
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=12, help="frames per dataset")
@@ -124,6 +150,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             getitem = max(getitem, cpu_getitem_per_second(raw))
             if base is not None:
                 before = max(before, base_per_second(base, root / "hs"))
+        normals = {}
+        if base is not None:
+            full = VirtualKITTIDataset(root / "vk", scenes=("Scene02",), conditions=("clone",), crop=None)[0]
+            normals = normals_before_after(base, full["depth"][0].numpy(), full["intrinsics"].numpy().astype(np.float64),
+                                           args.repeats)
         results = {
             "hypersim_plain_h5py_cpu": plain,
             "hypersim_raw_cpu": raw_cpu,
@@ -144,6 +175,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if base is not None:
         results["hypersim_base_raw_over_plain"] = plain / before
         print(f"  --base {base}: {plain / before:.1f}x the time; this checkout's reader is {raw_cpu / before:.2f}x faster")
+        print(f"vkitti normals from depth, one full-size frame: base {normals['vkitti_normals_base_s']:.3f} s, now "
+              f"{normals['vkitti_normals_now_s']:.3f} s ({normals['vkitti_normals_base_s'] / normals['vkitti_normals_now_s']:.2f}x), "
+              f"same bits: {bool(normals['vkitti_normals_identical'])}")
+        results.update(normals)
     return results
 
 

@@ -65,3 +65,20 @@ def test_blocks_of_rows_give_the_per_pixel_plane_fit(monkeypatch):
     assert (got[~valid] == 0).all()
     monkeypatch.setattr(nfd, "ROW_BLOCK_PIXELS", h * w)  # one block: the same bits
     assert nfd.normals_from_depth(depth, valid, K).tobytes() == got.tobytes()
+
+
+def test_bench_times_a_base_checkout_next_to_this_one(tmp_path):
+    """experiments.bench.data.normals_before_after: a base whose function differs is reported as not the same bits."""
+    from pathlib import Path
+
+    from experiments.bench.data import normals_before_after
+
+    root = Path(nfd.__file__).resolve().parents[1]
+    depth = np.full((12, 16), 5.0, np.float32) + np.arange(16, dtype=np.float32) * 0.1
+    K = np.array([[20.0, 0.0, 8.0], [0.0, 20.0, 6.0], [0.0, 0.0, 1.0]])
+    same = normals_before_after(root, depth, K, repeats=1)
+    assert same["vkitti_normals_identical"] == 1.0 and same["vkitti_normals_base_s"] > 0 and same["vkitti_normals_now_s"] > 0
+    (tmp_path / "datamodules").mkdir()
+    src = (root / "datamodules" / "normals_from_depth.py").read_text()
+    (tmp_path / "datamodules" / "normals_from_depth.py").write_text(src.replace("out[ok] = -nrm", "out[ok] = nrm"))
+    assert normals_before_after(tmp_path, depth, K, repeats=1)["vkitti_normals_identical"] == 0.0
