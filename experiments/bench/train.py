@@ -14,7 +14,11 @@ as the study's runs on the embedded default). Each repeat measures, interleaved:
   forward + loss + backward + gradient clipping (the config's 1.0) + AdamW step + LR schedule on the
   VAE latents of one epoch's batches, encoded once before the clock starts; no Lightning, no data
   loading, no validation. Seconds per step over all steps after one warm-up step;
-- start-up: wall seconds of `python -m experiments --help` and `python -m experiments train --help`.
+- start-up: wall seconds of `python -m experiments --help` and `python -m experiments train --help`;
+- evaluate: wall seconds of `python -m experiments evaluate --checkpoint RUN --benchmarks kitti,eth3d` on
+  the run just trained, beside its test loop's own seconds (`cost.eval_seconds` in the run's
+  metrics.json: data, model and scoring from the loop's start to the metrics written); the rest is
+  start-up (interpreter, imports, config, model build, checkpoint load).
 
 CPU seconds (user + system, all threads) are reported beside wall seconds: on a shared machine other
 jobs stretch wall time far more than CPU time.
@@ -75,6 +79,23 @@ def time_whole_train(code_root: Path, epochs: int, runs_dir: str, run: str) -> t
         raise RuntimeError(f"train in {code_root} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     finished = Path(runs_dir) / "ablation-editor-vs-t2i" / run / "FINISHED.json"
     return seconds, cpu, int(json.loads(finished.read_text())["steps"])
+
+
+EVAL_BENCHMARKS = "kitti,eth3d"
+"""What the timed `evaluate` scores (the issue's row: `evaluate` kitti+eth3d on the default)."""
+
+
+def time_evaluate(code_root: Path, runs_dir: str, run: str) -> tuple[float, float]:
+    """(wall seconds of `python -m experiments evaluate` of the trained run `run` on EVAL_BENCHMARKS, run in
+    `code_root`; the seconds of its test loop, from the run's metrics.json cost.eval_seconds)."""
+    run_dir = Path(runs_dir) / "ablation-editor-vs-t2i" / run
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "experiments", "evaluate", "--checkpoint", str(run_dir),
+                           "--benchmarks", EVAL_BENCHMARKS], cwd=code_root, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"evaluate in {code_root} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return seconds, float(json.loads((run_dir / "metrics.json").read_text())["cost"]["eval_seconds"])
 
 
 def time_help(code_root: Path, argv: list[str]) -> float:
@@ -193,6 +214,11 @@ def main(argv: list[str] | None = None) -> None:
                 rows.setdefault(f"{label} whole train cpu/step", []).append(cpu / steps)
                 print(f"  repeat {r}: {label} whole train {steps} steps in {seconds:.1f} s "
                       f"({steps / seconds:.2f} steps/s; CPU {cpu:.1f} s)", flush=True)
+                seconds, loop = time_evaluate(root, tmp, f"{label}-r{r}")
+                rows.setdefault(f"{label} evaluate s", []).append(seconds)
+                rows.setdefault(f"{label} evaluate loop s", []).append(loop)
+                print(f"  repeat {r}: {label} evaluate {EVAL_BENCHMARKS} {seconds:.1f} s, its test loop {loop:.1f} s",
+                      flush=True)
             seconds, cpu, steps = time_bare(args.epochs)
             rows.setdefault("bare loop s/step", []).append(seconds / steps)
             rows.setdefault("bare loop cpu/step", []).append(cpu / steps)
@@ -210,9 +236,13 @@ def main(argv: list[str] | None = None) -> None:
               f"(target <= 2; per repeat " + ", ".join(f"{x:.2f}x" for x in per_repeat) + f"), "
               f"{whole_cpu / bare_cpu:.2f}x CPU time; --help {med[f'{label} --help s']:.2f} s, train --help "
               f"{med[f'{label} train --help s']:.2f} s")
+        total, loop = med[f"{label} evaluate s"], med[f"{label} evaluate loop s"]
+        print(f"  {label}: evaluate {EVAL_BENCHMARKS} {total:.1f} s, its test loop {loop:.1f} s: "
+              f"{100 * (total - loop) / total:.0f}% start-up")
     if "base" in roots:
         for key, what in (("whole train s/step", "whole train, wall"), ("whole train cpu/step", "whole train, CPU"),
-                          ("--help s", "--help"), ("train --help s", "train --help")):
+                          ("--help s", "--help"), ("train --help s", "train --help"),
+                          ("evaluate s", f"evaluate {EVAL_BENCHMARKS}")):
             ratios = [b / n for b, n in zip(rows[f"base {key}"], rows[f"now {key}"])]
             print(f"  base / now, {what}: per repeat " + ", ".join(f"{x:.2f}x" for x in ratios)
                   + f" (median {statistics.median(ratios):.2f}x)")
