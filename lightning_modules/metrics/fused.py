@@ -3,7 +3,8 @@
 `score_image` is the per-pixel work of the metric suite. Pass 1 (`fit_pass`) casts the valid
 pixels to float64 (the one cast), takes the fit target (ln g, 1/g or g) and sums what the
 alignment fit needs; pass 2 (`score_pass`) aligns and scores, CHUNK pixels at a time so that the
-temporaries stay in cache. Each step is one NumPy call over a block; the work per pixel is kept
+temporaries stay in cache. Each step is one NumPy call over a block (ln and exp: NumPy's or torch's,
+whichever is vectorised on the CPU, `pixels.log_into` / `exp_inplace`); the work per pixel is kept
 small by reusing values: ln g is taken once (fit target and log ratio), the log ratio
 e = ln d - ln g gives rmse_log, log10 and the deltas, and in log space the relative error comes
 from u = exp(e) - 1 = (d - g)/g (one exp, no division), with d - g = g*u. Clipping is skipped
