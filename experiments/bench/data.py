@@ -15,7 +15,7 @@ in this process). Torch runs one thread, as in a DataLoader worker.
 With --base DIR (a checkout of another commit, e.g. a git worktree of main), each repeat also
 times that checkout's raw Hypersim reader on the same files, in a child process (one warm-up
 pass, then a timed one, CPU time of the child), so that before and after come from the same run;
-and that checkout's `normals_from_depth` (a self-contained module, loaded from its file) against
+and that checkout's `normals_from_depth` (imported from its own files) against
 this one's on the same full-size Virtual KITTI depth map, interleaved in this process, with a
 check that both give the same bits.
 """
@@ -41,6 +41,7 @@ from datamodules.hypersim_layout import frame_paths
 from datamodules.synthetic.hypersim_writer import write_hypersim
 from datamodules.synthetic.vkitti_writer import write_vkitti
 from datamodules.vkitti import VirtualKITTIDataset
+from experiments.bench.checkout import import_from_checkout
 
 BASE_TIMER = """
 import json, sys, time
@@ -106,18 +107,14 @@ def base_per_second(base: Path, root: Path) -> float:
 def normals_before_after(base: Path, depth: np.ndarray, K: np.ndarray, repeats: int) -> dict[str, float]:
     """Best-of-`repeats` CPU seconds of `base`'s and this checkout's normals_from_depth on one (H,W)
     depth map (valid: depth > 0), interleaved, and whether they return the same bits (1.0 / 0.0)."""
-    import importlib.util
-
     from datamodules.normals_from_depth import normals_from_depth
 
-    spec = importlib.util.spec_from_file_location("base_normals_from_depth", base / "datamodules" / "normals_from_depth.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    base_fn = import_from_checkout(base, "datamodules.normals_from_depth", "normals_from_depth")
     valid = depth > 0
     best = {"base": float("inf"), "now": float("inf")}
     out = {}
     for _ in range(max(1, repeats)):
-        for who, fn in (("base", module.normals_from_depth), ("now", normals_from_depth)):
+        for who, fn in (("base", base_fn), ("now", normals_from_depth)):
             start = time.process_time()
             out[who] = fn(depth, valid, K)
             best[who] = min(best[who], time.process_time() - start)

@@ -30,16 +30,16 @@ The NumPy reference (written from the SPEC formulas) is also what tests/metrics 
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from experiments.bench.checkout import import_from_checkout
 
 NYU_EIGEN_CROP = (45, 471, 41, 601)
 """Rows 45:471, cols 41:601 of a 480x640 NYUv2 map (SPEC 7)."""
@@ -189,27 +189,10 @@ def read_bandwidth(num_bytes: int = 128 * 2**20, repeats: int = 5) -> float:
 
 
 def load_base_depth_metrics(base: str):
-    """The DepthMetrics class of another checkout `base` (e.g. a worktree of main), imported from
-    its own files next to this checkout's: its `lightning_modules` package is imported with
-    `base` first on sys.path, then this checkout's modules are put back in sys.modules (the base
-    classes keep their own module globals). Raises ValueError if `base` has no metric suite."""
-    root = Path(base).resolve()
-    if not (root / "lightning_modules" / "metrics" / "__init__.py").is_file():
-        raise ValueError(f"--base {root}: not a checkout of this project (no lightning_modules/metrics)")
-    import lightning_modules.metrics  # noqa: F401  (this checkout's, to be put back)
-
-    def ours(name: str) -> bool:
-        return name == "lightning_modules" or name.startswith("lightning_modules.")
-
-    saved = {k: sys.modules.pop(k) for k in [k for k in sys.modules if ours(k)]}
-    sys.path.insert(0, str(root))
-    try:
-        return importlib.import_module("lightning_modules.metrics").DepthMetrics
-    finally:
-        sys.path.remove(str(root))
-        for k in [k for k in sys.modules if ours(k)]:
-            del sys.modules[k]
-        sys.modules.update(saved)
+    """The DepthMetrics class of another checkout `base` (e.g. a worktree of main), imported from its own
+    files next to this checkout's (`checkout.import_from_checkout`). Raises ValueError if `base` has no
+    metric suite."""
+    return import_from_checkout(base, "lightning_modules.metrics", "DepthMetrics")
 
 
 def run(kind: str = "nyu", num_images: int = 654, space: str = "log", seed: int = 0,

@@ -79,6 +79,7 @@ def test_bench_times_a_base_checkout_next_to_this_one(tmp_path):
     same = normals_before_after(root, depth, K, repeats=1)
     assert same["vkitti_normals_identical"] == 1.0 and same["vkitti_normals_base_s"] > 0 and same["vkitti_normals_now_s"] > 0
     (tmp_path / "datamodules").mkdir()
+    (tmp_path / "datamodules" / "__init__.py").write_text("")  # a package, as in a checkout
     src = (root / "datamodules" / "normals_from_depth.py").read_text()
     (tmp_path / "datamodules" / "normals_from_depth.py").write_text(src.replace("out[ok] = -nrm", "out[ok] = nrm"))
     assert normals_before_after(tmp_path, depth, K, repeats=1)["vkitti_normals_identical"] == 0.0
