@@ -43,7 +43,7 @@ def normals_from_depth(
     s2 = np.zeros((6, h, w))
     step = max(1, ROW_BLOCK_PIXELS // max(1, w))
     q, term = np.empty((3, step, w)), np.empty((step, w))
-    use, tol = np.empty((step, w), bool), np.empty((step, w))
+    use, rel, tol = np.empty((step, w), bool), np.empty((step, w)), np.empty((step, w))
     pairs = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
     with np.errstate(invalid="ignore"):
         for r0 in range(0, h, step):  # blocks of rows: the window loop's arrays stay in cache
@@ -51,12 +51,12 @@ def normals_from_depth(
             k_rows = r1 - r0
             zc, cnt, s1b, s2b = z[r0:r1], count[r0:r1], s1[:, r0:r1], s2[:, r0:r1]
             qb, tb, ub, tolb = q[:, :k_rows], term[:k_rows], use[:k_rows], tol[:k_rows]
+            relb = np.multiply(zc, rel_tol, out=rel[:k_rows])  # rel_tol * depth, once per block
             for di in range(-radius, radius + 1):
                 for dj in range(-radius, radius + 1):
                     rows, cols = slice(pad + r0 + di, pad + r1 + di), slice(pad + dj, pad + dj + w)
                     ring = max(abs(di), abs(dj))
-                    np.multiply(zc, rel_tol, out=tolb)
-                    tolb *= max(ring, 1)
+                    np.multiply(relb, max(ring, 1), out=tolb)
                     np.subtract(z_p[rows, cols], zc, out=tb)
                     np.less_equal(np.abs(tb, out=tb), tolb, out=ub)  # False where either is nan
                     for c in range(3):
