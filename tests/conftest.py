@@ -100,8 +100,7 @@ class DdpLaunch:
                 launch.procs.append(subprocess.Popen([sys.executable, str(script), str(out_dir / "spec.json")],
                                                      cwd=script.parent.parent, env=env, stdout=log,
                                                      stderr=subprocess.STDOUT))
-        launch._waiter = threading.Thread(target=launch._reap, daemon=True)
-        launch._waiter.start()
+        threading.Thread(target=launch._reap, daemon=True).start()
         return launch
 
     @classmethod
